@@ -1,0 +1,114 @@
+"""YAML configs with inheritance and ``key.sub=value`` command-line overrides.
+
+A config file may name a parent with ``inherit: other.yaml`` (resolved relative to the file).
+The root of every chain (``configs/tiny.yaml``) defines every key; children and overrides may
+only change keys that exist, so a typo is an error that names the key and suggests the
+nearest valid one, instead of a silently ignored setting.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"
+RESOLVED_NAME = "config.yaml"
+
+# Sections whose children are free-form (e.g. per-method options): new keys are allowed there.
+OPEN_SECTIONS = ("stylize.methods",)
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be applied; the message names file and key."""
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _is_open(dotted: str) -> bool:
+    return any(dotted == s or dotted.startswith(s + ".") for s in OPEN_SECTIONS)
+
+
+def _unknown_key_error(dotted: str, known: Iterable[str], source: str) -> ConfigError:
+    close = difflib.get_close_matches(dotted.split(".")[-1], list(known), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"{source}: unknown config key '{dotted}'{hint}")
+
+
+def merge(base: dict, update: dict, source: str, prefix: str = "") -> dict:
+    """Return ``base`` updated by ``update``; keys absent from ``base`` are errors."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        dotted = f"{prefix}{key}"
+        if key not in out and not _is_open(prefix.rstrip(".")) and not _is_open(dotted):
+            raise _unknown_key_error(dotted, out.keys(), source)
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value, source, dotted + ".")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_file(path: str | Path) -> dict:
+    path = Path(path).resolve()
+    data = _read_yaml(path)
+    parent = data.pop("inherit", None)
+    if parent is None:
+        return data
+    return merge(load_file(path.parent / parent), data, str(path))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    # YAML parsing gives numbers, booleans, null and [lists] their natural types.
+    value = yaml.safe_load(raw) if raw != "" else ""
+    return key.strip().split("."), value
+
+
+def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
+    for text in overrides:
+        path, value = parse_override(text)
+        nested: Any = value
+        for part in reversed(path):
+            nested = {part: nested}
+        cfg = merge(cfg, nested, f"override '{text}'")
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict:
+    """Load a config file (the embedded default when ``path`` is None) and apply overrides."""
+    return apply_overrides(load_file(path or DEFAULT_CONFIG), overrides)
+
+
+def save_config(cfg: dict, out_dir: str | Path, name: str = RESOLVED_NAME) -> Path:
+    """Write the resolved config next to a run's outputs (atomically)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / name
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    tmp.replace(target)
+    return target
+
+
+def add_config_args(parser) -> None:
+    """The flags every entry point shares: ``--config`` plus trailing overrides."""
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
+                        help="YAML config (default: the embedded tiny config)")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                        help="override any config key, e.g. train.steps=50")

@@ -1,0 +1,1 @@
+"""Retrieval metrics, baselines and reports for pipeline/eval.py."""

@@ -1,0 +1,98 @@
+"""Reads shards with stock ``webdataset``; adds group decoding and split discovery on top.
+
+The pieces are small generator stages so training can compose them with its own splitting,
+shuffling and batching (decode *after* the shuffle buffer: decoded images multiply memory).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pyarrow.parquet as pq
+import webdataset as wds
+from PIL import Image
+
+from shards.codec import decode_image
+from shards.schema import INFO_NAME, META_MEMBER, STYLE_MEMBER
+
+
+@dataclass
+class StyleGroup:
+    """One decoded sample: a style reference and its stylizations, in plan order."""
+
+    key: str
+    style_id: str
+    group: str
+    tags: list[str]
+    style: Image.Image
+    images: list[Image.Image]
+    items: list[dict]          # per image: index, content_id, category, method, params, seed
+
+
+class ShardError(RuntimeError):
+    pass
+
+
+def split_dir(root: str | Path, split: str) -> Path:
+    return Path(root) / split
+
+
+def list_splits(root: str | Path) -> list[str]:
+    """Split names under a shards root (directories holding an ``_info.json``)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ShardError(f"shards directory not found: {root}")
+    return sorted(p.name for p in root.iterdir() if (p / INFO_NAME).exists())
+
+
+def complete_shards(directory: str | Path) -> list[str]:
+    """Tar paths of the complete shards of a split (those with a stats file), sorted."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ShardError(f"split directory not found: {directory}")
+    stems = sorted(p.name[: -len(".stats.json")] for p in directory.glob("shard-*.stats.json"))
+    return [str(directory / f"{stem}.tar") for stem in stems]
+
+
+def read_info(directory: str | Path) -> dict:
+    path = Path(directory) / INFO_NAME
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ShardError(f"{path} is missing: was stage 1 run (and finished) for this split?") from None
+
+
+def read_index(directory: str | Path) -> "pyarrow.Table":  # noqa: F821
+    """All rows of a split's per-shard parquet indexes (one row per planned stylization)."""
+    import pyarrow as pa
+    tables = [pq.read_table(Path(tar).with_suffix(".parquet")) for tar in complete_shards(directory)]
+    if not tables:
+        raise ShardError(f"no complete shards in {directory}")
+    return pa.concat_tables(tables)
+
+
+def decode_group(sample: dict) -> StyleGroup:
+    """Turn a raw WebDataset sample (bytes per member) into a StyleGroup."""
+    meta = json.loads(sample[META_MEMBER])
+    items = meta["items"]
+    try:
+        images = [decode_image(sample[item["member"]]) for item in items]
+    except KeyError as exc:
+        raise ShardError(f"sample {sample.get('__key__')} in {sample.get('__url__')} "
+                         f"lacks member {exc}") from None
+    return StyleGroup(key=sample["__key__"], style_id=meta["style_id"], group=meta.get("group") or "",
+                      tags=list(meta.get("tags") or []), style=decode_image(sample[STYLE_MEMBER]),
+                      images=images, items=items)
+
+
+def raw_samples(urls: Iterable[str], **kwargs) -> wds.WebDataset:
+    """Stock WebDataset over the given shard paths, undecoded (bytes per member)."""
+    return wds.WebDataset(list(urls), shardshuffle=False, empty_check=False, **kwargs)
+
+
+def iter_groups(directory: str | Path) -> Iterator[StyleGroup]:
+    """Every group of a split, decoded, in shard order (evaluation reads this way)."""
+    for sample in raw_samples(complete_shards(directory)):
+        yield decode_group(sample)

@@ -1,0 +1,70 @@
+"""The shard contract between stage 1 (writes) and stage 2 / evaluation (read).
+
+One WebDataset sample is one style group, keyed ``s<style_id>``::
+
+    s<style_id>.style.jpg   the style reference image
+    s<style_id>.x<i>.jpg    stylization i of the plan (only those that succeeded)
+    s<style_id>.json        the group's metadata (GroupMeta below)
+
+Per split directory ``<out>/<split>/``: ``shard-NNNNNN.tar`` (samples), ``shard-NNNNNN.parquet``
+(one row per planned stylization, failures included), ``shard-NNNNNN.stats.json`` (written last:
+a shard is complete only when it exists) and ``_info.json`` (the split's summary).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow as pa
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+STYLE_MEMBER = "style.jpg"
+META_MEMBER = "json"
+INFO_NAME = "_info.json"
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+# One row per planned stylization (and per failure, with its reason).
+INDEX_SCHEMA = pa.schema([
+    ("split", pa.string()),
+    ("shard", pa.string()),
+    ("sample_key", pa.string()),
+    ("style_id", pa.string()),
+    ("group", pa.string()),
+    ("index", pa.int32()),
+    ("member", pa.string()),
+    ("content_id", pa.string()),
+    ("category", pa.string()),
+    ("method", pa.string()),
+    ("params", pa.string()),     # JSON text: the method's options and strength
+    ("seed", pa.int64()),
+    ("status", pa.string()),
+    ("reason", pa.string()),
+])
+
+
+def check_id(value: str, what: str = "id") -> str:
+    """Ids become tar member names and WebDataset keys: no dots, no separators."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise ValueError(f"{what} {value!r} is not a valid id: use letters, digits, '_' or '-' "
+                         "(no dots: WebDataset splits keys at the first dot)")
+    return value
+
+
+def sample_key(style_id: str) -> str:
+    return "s" + check_id(style_id, "style id")
+
+
+def item_member(index: int) -> str:
+    return f"x{index}.jpg"
+
+
+def shard_stem(number: int) -> str:
+    return f"shard-{number:06d}"
+
+
+def shard_paths(split_dir: Path, number: int) -> dict[str, Path]:
+    stem = shard_stem(number)
+    return {"tar": split_dir / f"{stem}.tar",
+            "index": split_dir / f"{stem}.parquet",
+            "stats": split_dir / f"{stem}.stats.json"}

@@ -1,0 +1,126 @@
+"""Writes one shard atomically: the tar under a temporary name, renamed when complete, then its
+parquet index, then the stats file that marks the shard complete (so reruns can skip it)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shards.schema import (INDEX_SCHEMA, META_MEMBER, STATUS_FAILED, STATUS_OK, STYLE_MEMBER,
+                           INFO_NAME, item_member, sample_key, shard_paths, shard_stem)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a unique temporary name in the same folder, then rename over the target."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, payload: Any) -> None:
+    write_atomic(path, json.dumps(payload, indent=2, sort_keys=True).encode())
+
+
+def is_complete(split_dir: Path, number: int) -> bool:
+    return shard_paths(split_dir, number)["stats"].exists()
+
+
+@dataclass
+class ShardWriter:
+    """Collects style groups for one shard; ``close()`` publishes tar, index and stats."""
+
+    split_dir: Path
+    number: int
+    split: str
+    rows: list[dict] = field(default_factory=list)
+    samples: int = 0
+    started: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.split_dir = Path(self.split_dir)
+        self.split_dir.mkdir(parents=True, exist_ok=True)
+        self.paths = shard_paths(self.split_dir, self.number)
+        self._tmp_tar = self.split_dir / f".{shard_stem(self.number)}.{uuid.uuid4().hex}.tar.tmp"
+        self._tar = tarfile.open(self._tmp_tar, "w")
+
+    def _add(self, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mtime = 0  # identical inputs give byte-identical shards
+        self._tar.addfile(info, io.BytesIO(data))
+
+    def _row(self, key: str, group_meta: dict, item: dict, status: str, reason: str) -> dict:
+        return {"split": self.split, "shard": shard_stem(self.number), "sample_key": key,
+                "style_id": group_meta["style_id"], "group": group_meta.get("group") or "",
+                "index": item["index"], "member": item_member(item["index"]) if status == STATUS_OK else "",
+                "content_id": item["content_id"], "category": item.get("category") or "",
+                "method": item["method"], "params": json.dumps(item.get("params", {}), sort_keys=True),
+                "seed": int(item["seed"]), "status": status, "reason": reason}
+
+    def write_group(self, group_meta: dict, style_jpeg: bytes | None,
+                    outputs: list[tuple[dict, bytes | None, str]]) -> None:
+        """Add one style group.
+
+        ``group_meta``: style_id, group, tags. ``outputs``: (planned item, JPEG bytes or None,
+        failure reason) per planned stylization; an item is a dict with index, content_id,
+        category, method, params and seed. With ``style_jpeg`` None the whole group failed and
+        only its index rows are written.
+        """
+        key = sample_key(group_meta["style_id"])
+        written = [(item, data) for item, data, _ in outputs if data is not None]
+        for item, data, reason in outputs:
+            failed = data is None or style_jpeg is None
+            self.rows.append(self._row(key, group_meta, item, STATUS_FAILED if failed else STATUS_OK,
+                                       (reason or "style image failed") if failed else ""))
+        if style_jpeg is None or not written:
+            return
+        meta = dict(group_meta, items=[dict(item, member=item_member(item["index"]))
+                                       for item, _ in written])
+        # A sample's files must be adjacent in the tar: the group is written in one go.
+        self._add(f"{key}.{STYLE_MEMBER}", style_jpeg)
+        for item, data in written:
+            self._add(f"{key}.{item_member(item['index'])}", data)
+        self._add(f"{key}.{META_MEMBER}", json.dumps(meta, sort_keys=True).encode())
+        self.samples += 1
+
+    def close(self) -> dict:
+        """Publish the shard; returns its stats."""
+        self._tar.close()
+        with open(self._tmp_tar, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self._tmp_tar, self.paths["tar"])
+        table = pa.Table.from_pylist(self.rows, schema=INDEX_SCHEMA)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        write_atomic(self.paths["index"], sink.getvalue().to_pybytes())
+        ok = sum(row["status"] == STATUS_OK for row in self.rows)
+        stats = {"shard": shard_stem(self.number), "split": self.split, "samples": self.samples,
+                 "images": ok, "failed": len(self.rows) - ok, "planned": len(self.rows),
+                 "seconds": round(time.time() - self.started, 3)}
+        write_json(self.paths["stats"], stats)
+        return stats
+
+    def abort(self) -> None:
+        self._tar.close()
+        self._tmp_tar.unlink(missing_ok=True)
+
+
+def write_split_info(split_dir: Path, split: str, stats: list[dict], extra: dict) -> dict:
+    """Summarise a split's complete shards in ``_info.json``."""
+    info = {"split": split, "shards": [s["shard"] + ".tar" for s in stats],
+            "samples": sum(s["samples"] for s in stats), "images": sum(s["images"] for s in stats),
+            "failed": sum(s["failed"] for s in stats), **extra}
+    write_json(Path(split_dir) / INFO_NAME, info)
+    return info
