@@ -1,0 +1,181 @@
+"""Embeds the images of a shard split with several models in one pass over the shards.
+
+Shards are decoded once per split and every batch goes through every model, so memory holds
+the embeddings, not the decoded images (100k images stay cheap). A model sees its images
+resized to its own input size.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from pipeline.manifest import ManifestError, read_content_manifest
+from shards.codec import pil_to_tensor
+from shards.reader import ShardError, StyleGroup, complete_shards, iter_groups, read_info
+
+
+class EvalError(RuntimeError):
+    """An evaluation input that cannot be used; the message names the file or split."""
+
+
+@dataclass
+class Embedder:
+    """A model to evaluate: images (B, 3, S, S) in [0, 1] -> (B, D) L2-normalised codes."""
+
+    name: str
+    net: nn.Module
+    image_size: int
+    device: torch.device
+
+    @torch.no_grad()
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        size = (self.image_size, self.image_size)
+        batch = torch.stack([pil_to_tensor(img.resize(size, Image.BICUBIC) if img.size != size else img)
+                             for img in images])
+        return self.net(batch.to(self.device)).float().cpu().numpy()
+
+
+@dataclass
+class SplitEmbeddings:
+    """Ids and per-model embeddings of one split.
+
+    ``images``: the stylizations (crops for the crops split), one row per image, with
+    ``style_ids`` (the group / source image), ``content_ids`` and ``indices`` (item index in
+    its group). ``references``: one style reference per group (``reference_ids``).
+    ``contents``: the content source images (``content_gallery_ids``), test splits only.
+    """
+
+    split: str
+    style_ids: np.ndarray
+    content_ids: np.ndarray
+    indices: np.ndarray
+    reference_ids: np.ndarray
+    images: dict[str, np.ndarray]
+    references: dict[str, np.ndarray]
+    content_gallery_ids: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
+    contents: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def arrays(self, model: str) -> dict[str, np.ndarray]:
+        """What ``EVAL/embeddings/<model>/<split>.npz`` stores."""
+        out = {"images": self.images[model], "style_ids": self.style_ids,
+               "content_ids": self.content_ids, "indices": self.indices,
+               "references": self.references[model], "reference_ids": self.reference_ids}
+        if model in self.contents:
+            out.update(contents=self.contents[model], content_gallery_ids=self.content_gallery_ids)
+        return out
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def embed_images(images: Iterable[Image.Image], models: Sequence[Embedder],
+                 batch_size: int) -> dict[str, np.ndarray]:
+    """Every model's embeddings of a stream of images, in stream order."""
+    parts: dict[str, list[np.ndarray]] = {m.name: [] for m in models}
+    for batch in _batches(images, batch_size):
+        for model in models:
+            parts[model.name].append(model.embed(batch))
+    return {name: np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+            for name, chunks in parts.items()}
+
+
+class _GroupCollector:
+    """Streams a split's stylized images while recording their ids and keeping the (few)
+    style references, which are embedded after the pass."""
+
+    def __init__(self, groups: Iterable[StyleGroup]):
+        self.groups = groups
+        self.style_ids: list[str] = []
+        self.content_ids: list[str] = []
+        self.indices: list[int] = []
+        self.reference_ids: list[str] = []
+        self.references: list[Image.Image] = []
+
+    def images(self) -> Iterator[Image.Image]:
+        for group in self.groups:
+            self.reference_ids.append(group.style_id)
+            self.references.append(group.style)
+            for item, image in zip(group.items, group.images):
+                self.style_ids.append(group.style_id)
+                self.content_ids.append(item["content_id"])
+                self.indices.append(int(item["index"]))
+                yield image
+
+
+def content_manifest_path(split_dir: Path) -> Path:
+    """The content manifest stage 1 recorded for a split (content IR-1 needs its images)."""
+    path = read_info(split_dir).get("content_manifest")
+    if not path:
+        raise EvalError(f"{split_dir / '_info.json'} names no content_manifest: content IR-1 "
+                        "needs the content source images")
+    return Path(path)
+
+
+def load_content_images(manifest: Path, content_ids: Sequence[str]) -> list[Image.Image]:
+    try:
+        rows = {row.content_id: row for row in read_content_manifest(manifest)}
+    except ManifestError as exc:
+        raise EvalError(f"content manifest for content IR-1: {exc}") from None
+    missing = sorted(set(content_ids) - set(rows))
+    if missing:
+        raise EvalError(f"{manifest}: content ids used in the shards are missing: {missing[:5]}")
+    images = []
+    for content_id in content_ids:
+        with Image.open(rows[content_id].path) as img:
+            images.append(img.convert("RGB"))
+    return images
+
+
+def embed_split(split_dir: str | Path, models: Sequence[Embedder], batch_size: int,
+                with_contents: bool) -> SplitEmbeddings:
+    """Embed one split's stylizations, its style references and (for test splits) the content
+    source images of the contents it uses."""
+    split_dir = Path(split_dir)
+    started = time.time()
+    try:
+        if not complete_shards(split_dir):
+            raise EvalError(f"split {split_dir} has no complete shards")
+        collector = _GroupCollector(iter_groups(split_dir))
+        images = embed_images(collector.images(), models, batch_size)
+    except ShardError as exc:
+        raise EvalError(str(exc)) from None
+    if not collector.style_ids:
+        raise EvalError(f"split {split_dir} holds no images")
+    references = embed_images(collector.references, models, batch_size)
+    result = SplitEmbeddings(
+        split=split_dir.name, style_ids=np.array(collector.style_ids),
+        content_ids=np.array(collector.content_ids), indices=np.array(collector.indices),
+        reference_ids=np.array(collector.reference_ids), images=images, references=references)
+    if with_contents:
+        gallery_ids = sorted(set(collector.content_ids))
+        sources = load_content_images(content_manifest_path(split_dir), gallery_ids)
+        result.content_gallery_ids = np.array(gallery_ids)
+        result.contents = embed_images(sources, models, batch_size)
+    result.seconds = time.time() - started
+    return result
+
+
+def load_split_images(split_dir: str | Path, positions: set[int]) -> dict[int, Image.Image]:
+    """The stylized images at the given positions of a split (in ``embed_split`` order)."""
+    found: dict[int, Image.Image] = {}
+    position = 0
+    for group in iter_groups(split_dir):
+        for image in group.images:
+            if position in positions:
+                found[position] = image
+            position += 1
+        if len(found) == len(positions):
+            break
+    return found

@@ -1,0 +1,155 @@
+"""Writes the evaluation outputs: report.json, report.md and the pictures.
+
+Results are nested as ``{model: {split: {metric: value in %}}}``; a value that cannot be
+computed (e.g. no query shares its content with another image) is nan here, null in JSON and
+"–" in Markdown.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: evaluation runs on headless machines
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from evaluation.scoring import CROPS_METRICS, LOWER_IS_BETTER, TEST_METRICS  # noqa: E402
+
+Results = dict[str, dict[str, dict[str, float]]]
+
+METRIC_TITLES = {"style_map": "Style mAP", "style_ir1": "Style IR-1",
+                 "content_map": "Content mAP", "content_ir1": "Content IR-1",
+                 "style_recall1": "Style recall@1", "style_recall10": "Style recall@10",
+                 "map": "Crops mAP", "top1": "Crops top-1 accuracy"}
+CROPS_SPLIT = "crops"
+
+
+@dataclass
+class SplitRoles:
+    """Which test splits are averaged (training methods) and which is shown apart (held out)."""
+
+    train: list[str]
+    held_out: str | None
+    other: list[str]
+
+    def columns(self) -> list[str]:
+        return self.train + self.other + ([self.held_out] if self.held_out else [])
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else round(float(value), 4)
+
+
+def train_average(results: Results, model: str, roles: SplitRoles, metric: str) -> float:
+    values = [results[model][s][metric] for s in roles.train if s in results[model]]
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def write_json(results: Results, meta: dict, path: Path) -> None:
+    models = {model: {split: {k: _finite_or_none(v) for k, v in metrics.items()}
+                      for split, metrics in splits.items()}
+              for model, splits in results.items()}
+    path.write_text(json.dumps({"models": models, "meta": meta}, indent=2))
+
+
+def _cell(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.2f}"
+
+
+def _table(results: Results, metric: str, roles: SplitRoles) -> list[str]:
+    """Models as rows, splits as columns; the training-method average and the held-out split
+    stand apart at the right."""
+    columns = roles.train + roles.other
+    header = ["model"] + columns
+    if roles.train:
+        header.append("**avg (train methods)**")
+    if roles.held_out:
+        header.append(f"**{roles.held_out} (held out)**")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for model, splits in results.items():
+        cells = [_cell(splits.get(c, {}).get(metric, float("nan"))) for c in columns]
+        if roles.train:
+            cells.append(_cell(train_average(results, model, roles, metric)))
+        if roles.held_out:
+            cells.append(_cell(splits.get(roles.held_out, {}).get(metric, float("nan"))))
+        lines.append("| " + " | ".join([model] + cells) + " |")
+    return lines
+
+
+def markdown_report(results: Results, roles: SplitRoles, meta: dict) -> str:
+    lines = ["# Style retrieval evaluation", "",
+             f"Shards: `{meta['shards']}`. Held-out NST method: `{meta['held_out']}`. "
+             "Values in %. Style metrics: higher is better. Content metrics: lower is better "
+             "(a style code should not find images of the same content).", ""]
+    for metric in TEST_METRICS:
+        better = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
+        lines += [f"## {METRIC_TITLES[metric]} ({better})", ""]
+        lines += _table(results, metric, roles) + [""]
+    if any(CROPS_SPLIT in splits for splits in results.values()):
+        lines += ["## Crops of real images (higher is better)", "",
+                  "Each crop queries all other crops; relevant = crops of the same image.", ""]
+        lines += ["| model | " + " | ".join(METRIC_TITLES[k] for k in CROPS_METRICS) + " |",
+                  "|" + "---|" * (1 + len(CROPS_METRICS))]
+        for model, splits in results.items():
+            if CROPS_SPLIT in splits:
+                cells = [_cell(splits[CROPS_SPLIT][k]) for k in CROPS_METRICS]
+                lines.append("| " + " | ".join([model] + cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_style_vs_content(results: Results, splits: Sequence[str], held_out: str | None,
+                          path: Path) -> None:
+    """One panel per test split: style mAP next to content mAP for every model."""
+    models = list(results)
+    fig, axes = plt.subplots(1, len(splits), figsize=(2.2 + 1.2 * len(models) * len(splits), 4.2),
+                             squeeze=False, sharey=True)
+    x = np.arange(len(models))
+    for ax, split in zip(axes[0], splits):
+        style = [results[m][split]["style_map"] for m in models]
+        content = [results[m][split]["content_map"] for m in models]
+        ax.bar(x - 0.2, np.nan_to_num(style), 0.4, label="style mAP (higher better)", color="tab:blue")
+        ax.bar(x + 0.2, np.nan_to_num(content), 0.4, label="content mAP (lower better)", color="tab:orange")
+        ax.set_title(f"{split} (held out)" if split == held_out else split, fontsize=10)
+        ax.set_xticks(x, models, rotation=30, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("mAP (%)")
+    axes[0][0].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_retrieval_grid(rows: list[tuple[Image.Image, list[tuple[Image.Image, bool]]]],
+                        title: str, path: Path) -> None:
+    """Queries (first column) and their nearest neighbours; green border = same style."""
+    columns = 1 + max(len(neighbours) for _, neighbours in rows)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.6 * len(rows) + 0.5),
+                             squeeze=False)
+    for row, (query, neighbours) in enumerate(rows):
+        cells = [(query, None)] + neighbours
+        for col, ax in enumerate(axes[row]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col >= len(cells):
+                ax.axis("off")
+                continue
+            image, correct = cells[col]
+            ax.imshow(image)
+            colour = "black" if correct is None else ("limegreen" if correct else "red")
+            for spine in ax.spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(1.5 if correct is None else 5)
+            if row == 0:
+                ax.set_title("query" if col == 0 else f"#{col}", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,138 @@
+"""Stylizes one planned shard and writes it: the work one Ray actor call does.
+
+A ``ShardWorker`` lives as long as its actor, so each NST model is built once per actor and
+reused for every shard and style it sees. Failures of single images (unreadable files, a
+method raising) are recorded in the shard's index with their reason; the shard still completes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from PIL import Image
+
+from pipeline.plan import CROP_METHOD, PlannedGroup, PlannedItem, ShardPlan
+from shards.codec import encode_jpeg, pil_to_tensor
+from shards.writer import ShardWriter
+from stylize import NSTMethod, create_method
+
+
+def open_image(path: str) -> Image.Image:
+    """Open a local path or any URL fsspec understands, as RGB."""
+    if "://" in path:
+        import fsspec
+        with fsspec.open(path, "rb") as fh:
+            with Image.open(fh) as img:
+                return img.convert("RGB")
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def square(image: Image.Image, size: int) -> Image.Image:
+    """Centre-crop to a square, then resize: every output of a split has one shape."""
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+
+
+def crop_cell(image: Image.Image, row: int, col: int, grid: int, size: int) -> Image.Image:
+    cell_w, cell_h = image.width // grid, image.height // grid
+    box = (col * cell_w, row * cell_h, (col + 1) * cell_w, (row + 1) * cell_h)
+    return image.crop(box).resize((size, size), Image.BICUBIC)
+
+
+def _batches(items: tuple[PlannedItem, ...], batch_size: int) -> Iterator[list[PlannedItem]]:
+    """Consecutive runs of one method, at most ``batch_size`` long."""
+    by_method: dict[str, list[PlannedItem]] = {}
+    for item in items:
+        by_method.setdefault(item.method, []).append(item)
+    for group in by_method.values():
+        for start in range(0, len(group), batch_size):
+            yield group[start:start + batch_size]
+
+
+def _record(item: PlannedItem) -> dict:
+    return {"index": item.index, "content_id": item.content_id, "category": item.category,
+            "method": item.method, "params": item.params, "seed": item.seed}
+
+
+class ShardWorker:
+    """Holds NST models (built lazily, once) and turns shard plans into shard files."""
+
+    def __init__(self, cfg: dict, device: str | None = None):
+        self.cfg = cfg
+        self.scfg = cfg["stylize"]
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._methods: dict[str, NSTMethod] = {}
+
+    def method(self, name: str) -> NSTMethod:
+        if name not in self._methods:
+            options = dict(self.scfg["methods"].get(name) or {})
+            self._methods[name] = create_method(name, device=self.device,
+                                                half=self.scfg["ray"]["half_precision"], **options)
+        return self._methods[name]
+
+    def _stylize_batch(self, batch: list[PlannedItem], style: torch.Tensor
+                       ) -> list[tuple[dict, bytes | None, str]]:
+        size, quality = self.scfg["image_size"], self.scfg["jpeg_quality"]
+        loaded, results = [], []
+        for item in batch:
+            try:
+                loaded.append((item, pil_to_tensor(square(open_image(item.content_path), size))))
+            except Exception as exc:  # an unreadable content image fails alone
+                results.append((_record(item), None, f"content {item.content_path}: {exc}"))
+        if not loaded:
+            return results
+        method = self.method(batch[0].method)
+        contents = torch.stack([tensor for _, tensor in loaded])
+        try:
+            with torch.no_grad():
+                outputs = method(contents, style, strength=batch[0].params["strength"],
+                                 seed=batch[0].seed).float().cpu()
+        except Exception as exc:  # a method failure loses this batch, not the shard
+            return results + [(_record(item), None, f"{item.method} failed: {exc!r}")
+                              for item, _ in loaded]
+        params = {**batch[0].params, **method.options()}
+        return results + [({**_record(item), "params": params, "seed": batch[0].seed},
+                           encode_jpeg(out, quality), "") for (item, _), out in zip(loaded, outputs)]
+
+    def _crops(self, group: PlannedGroup, image: Image.Image) -> list[tuple[dict, bytes | None, str]]:
+        size, quality = self.scfg["crops_size"], self.scfg["jpeg_quality"]
+        return [(_record(item), encode_jpeg(crop_cell(image, item.params["row"], item.params["col"],
+                                                      item.params["grid"], size), quality), "")
+                for item in group.items]
+
+    def _group_outputs(self, group: PlannedGroup, image: Image.Image
+                       ) -> list[tuple[dict, bytes | None, str]]:
+        if group.items and group.items[0].method == CROP_METHOD:
+            return self._crops(group, image)
+        style = pil_to_tensor(square(image, self.scfg["image_size"]))
+        outputs = []
+        for batch in _batches(group.items, self.scfg["ray"]["batch_size"]):
+            outputs += self._stylize_batch(batch, style)
+        return sorted(outputs, key=lambda out: out[0]["index"])
+
+    def write_shard(self, shard: ShardPlan, out_dir: str | Path) -> dict:
+        """Stylize every group of the shard and publish it; returns the shard's stats."""
+        writer = ShardWriter(Path(out_dir) / shard.split, shard.number, shard.split)
+        try:
+            for group in shard.groups:
+                meta = {"style_id": group.style_id, "group": group.group, "tags": list(group.tags),
+                        "split": shard.split}
+                try:
+                    image = open_image(group.style_path)
+                except Exception as exc:  # without its style image the whole group fails
+                    reason = f"style {group.style_path}: {exc}"
+                    writer.write_group(meta, None, [(_record(i), None, reason) for i in group.items])
+                    continue
+                reference = square(image, self.scfg["style_image_size"])
+                writer.write_group(meta, encode_jpeg(reference, self.scfg["jpeg_quality"]),
+                                   self._group_outputs(group, image))
+        except BaseException:
+            writer.abort()
+            raise
+        stats = writer.close()
+        stats["device"] = self.device
+        return stats
+

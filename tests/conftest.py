@@ -1,0 +1,66 @@
+"""Shared fixtures: small real image files and manifests, and a bounded local Ray."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+sys.path.insert(0, str(TESTS_DIR))  # test helpers such as shard_factory
+
+
+def _pattern(rng: np.random.Generator, size: int, stripes: bool) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    colours = rng.uniform(0, 255, size=(2, 3))
+    if stripes:
+        wave = (np.sin(2 * np.pi * rng.uniform(2, 6) * (xx * rng.uniform(-1, 1) + yy)) > 0)
+    else:
+        cx, cy, r = rng.uniform(0.3, 0.7, size=3)
+        wave = (xx - cx) ** 2 + (yy - cy) ** 2 < (r / 2) ** 2
+    img = np.where(wave[..., None], colours[0], colours[1])
+    return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+
+
+def write_images_manifest(folder: Path, kind: str, count: int, size: int, seed: int,
+                          groups: int | None = None) -> Path:
+    """Write ``count`` JPEGs and a content or style manifest for them; returns the parquet."""
+    rng = np.random.default_rng(seed)
+    (folder / kind).mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(count):
+        path = folder / kind / f"{kind}{i}.jpg"
+        Image.fromarray(_pattern(rng, size, stripes=(kind == "style"))).save(path, quality=92)
+        if kind == "content":
+            rows.append({"content_id": f"c{i}", "path": f"{kind}/{path.name}", "category": f"k{i % 3}"})
+        else:
+            rows.append({"style_id": f"s{i}", "path": f"{kind}/{path.name}",
+                         "group": f"g{i % groups}" if groups else f"g{i}", "tags": ["test"]})
+    manifest = folder / f"{kind}.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), manifest)
+    return manifest
+
+
+@pytest.fixture
+def small_manifests(tmp_path: Path) -> tuple[Path, Path]:
+    """24 content JPEGs (48 px) and 12 style JPEGs (64 px) in 6 groups, with manifests."""
+    return (write_images_manifest(tmp_path / "inputs", "content", 24, 48, seed=1),
+            write_images_manifest(tmp_path / "inputs", "style", 12, 64, seed=2, groups=6))
+
+
+@pytest.fixture
+def ray_env(tmp_path_factory, monkeypatch) -> dict:
+    """Environment for a small local Ray: its own temp folder, no inherited cluster address."""
+    tmp = tmp_path_factory.mktemp("ray")
+    env = {"TMPDIR": str(tmp), "RAY_TMPDIR": str(tmp), "RAY_OBJECT_STORE_ALLOW_SLOW_STORAGE": "1",
+           "RAY_DISABLE_IMPORT_WARNING": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return {**os.environ, **env}

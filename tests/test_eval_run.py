@@ -1,0 +1,142 @@
+"""pipeline/eval.py end to end on real tiny shards, a real content manifest and a real
+checkpoint file, run as a user runs it (a subprocess, from another working directory)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from common.config import load_config
+from conftest import REPO_ROOT, write_images_manifest
+from evaluation.embed import EvalError, content_manifest_path, embed_split
+from evaluation.scoring import CROPS_METRICS, TEST_METRICS
+from shard_factory import make_split
+from shards.writer import ShardWriter, write_split_info
+from train.model import StyleEncoder
+
+N_CONTENTS = 12
+SPLITS = ("test-m1", "test-m2")
+# A small encoder: the VGG branch up to relu2_1 only, at 32 px.
+MODEL_OVERRIDES = ["train.image_size=32", "train.model.vit.enabled=false",
+                   "train.model.vgg.max_layer=relu2_1", "train.model.embed_dim=16",
+                   "train.model.fusion_hidden=32"]
+EVAL_OVERRIDES = ["stylize.train_methods=[m1]", "stylize.held_out=m2", "eval.image_size=32",
+                  "eval.chunk_size=7", "eval.gram_channels=8", "eval.grid_queries=3",
+                  "eval.grid_neighbours=3", "eval.gram_layers=[relu1_1,relu2_1]"]
+
+
+def _set_content_manifest(split_dir: Path, manifest: Path | None) -> None:
+    info_path = split_dir / "_info.json"
+    info = json.loads(info_path.read_text())
+    info["content_manifest"] = str(manifest) if manifest else None
+    info_path.write_text(json.dumps(info))
+
+
+def _write_checkpoint(path: Path, overrides: list[str]) -> Path:
+    cfg = load_config(None, overrides)
+    torch.manual_seed(0)
+    model = StyleEncoder(cfg["train"]["model"], cfg["train"]["image_size"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.state_dict(), "config": cfg, "step": 0}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def eval_inputs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("eval")
+    manifest = write_images_manifest(root / "inputs", "content", N_CONTENTS, 40, seed=5)
+    shards = root / "shards"
+    for seed, split in enumerate(SPLITS):
+        make_split(shards, split, n_styles=6, per_style=5, size=32, methods=(split[5:],),
+                   seed=seed, n_contents=N_CONTENTS)
+        _set_content_manifest(shards / split, manifest)
+    make_split(shards, "crops", n_styles=4, per_style=4, size=32, methods=("crop",), seed=7,
+               n_contents=N_CONTENTS)
+    checkpoint = _write_checkpoint(root / "run" / "checkpoints" / "last.pt", MODEL_OVERRIDES)
+    return {"root": root, "shards": shards, "checkpoint": checkpoint, "manifest": manifest}
+
+
+def _run_eval(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO_ROOT / "pipeline" / "eval.py"), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_eval_writes_report_embeddings_and_pictures(eval_inputs, tmp_path):
+    out = tmp_path / "eval"
+    result = _run_eval(["--shards", str(eval_inputs["shards"]), "--checkpoint", str(eval_inputs["checkpoint"]),
+                        "--baselines", "vgg_gram", "--out", str(out), *EVAL_OVERRIDES], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "report:" in result.stdout
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["meta"]["held_out"] == "test-m2"
+    assert set(report["models"]) == {"run", "vgg_gram"}  # RUN/checkpoints/last.pt is named RUN
+    for splits in report["models"].values():
+        assert set(splits) == {*SPLITS, "crops"}
+        for split in SPLITS:
+            assert set(splits[split]) == set(TEST_METRICS)
+            assert all(0.0 <= splits[split][k] <= 100.0 for k in TEST_METRICS)
+            assert splits[split]["style_recall1"] <= splits[split]["style_recall10"]
+        assert set(splits["crops"]) == set(CROPS_METRICS)
+    # Factory styles are palettes + stripes: a Gram descriptor must find them far above chance.
+    assert report["models"]["vgg_gram"]["test-m1"]["style_map"] > 50.0
+
+    markdown = (out / "report.md").read_text()
+    assert "test-m2 (held out)" in markdown and "lower is better" in markdown
+    assert "| vgg_gram |" in markdown and "| run |" in markdown
+
+    saved = np.load(out / "embeddings" / "run" / "test-m1.npz")
+    assert saved["images"].shape == (30, 16)  # 6 styles x 5 stylizations, embed_dim 16
+    assert len(saved["style_ids"]) == len(saved["content_ids"]) == len(saved["indices"]) == 30
+    assert saved["references"].shape == (6, 16)
+    assert np.allclose(np.linalg.norm(saved["images"], axis=1), 1.0, atol=1e-4)
+    assert set(saved["content_gallery_ids"]) == set(saved["content_ids"])
+    assert (out / "embeddings" / "vgg_gram" / "crops.npz").exists()
+    assert (out / "config.yaml").exists()
+    for picture in ("style_vs_content.png", "retrieval_grid.png"):
+        with Image.open(out / picture) as img:
+            assert img.width > 300 and img.height > 200
+
+
+def test_eval_rejects_shards_without_test_splits(eval_inputs, tmp_path):
+    only_crops = tmp_path / "only-crops"
+    make_split(only_crops, "crops", n_styles=2, per_style=2, size=16, methods=("crop",))
+    result = _run_eval(["--shards", str(only_crops), "--baselines", "vgg_gram", "--out", str(tmp_path / "o")],
+                       cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no test-<method> splits" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_names_a_checkpoint_of_another_architecture(eval_inputs, tmp_path):
+    # The weights of a 16-d encoder saved with a config that describes an 8-d one.
+    good = torch.load(eval_inputs["checkpoint"], weights_only=True)
+    good["config"]["train"]["model"]["embed_dim"] = 8
+    torch.save(good, tmp_path / "mixed.pt")
+    result = _run_eval(["--shards", str(eval_inputs["shards"]), "--checkpoint", f"mixed={tmp_path / 'mixed.pt'}",
+                        "--baselines", "none", "--out", str(tmp_path / "o"), *EVAL_OVERRIDES], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "checkpoint mixed" in result.stderr and "mixed.pt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_content_manifest_is_named(eval_inputs, tmp_path):
+    split = make_split(tmp_path, "test-m1", n_styles=2, per_style=2, size=16, methods=("m1",))
+    with pytest.raises(EvalError, match="names no content_manifest"):
+        content_manifest_path(split)
+    _set_content_manifest(split, tmp_path / "gone.parquet")
+    with pytest.raises(EvalError, match="gone.parquet"):
+        embed_split(split, [], batch_size=4, with_contents=True)
+
+
+def test_empty_split_is_an_error(tmp_path):
+    split = tmp_path / "test-m1"
+    writer = ShardWriter(split, 0, "test-m1")
+    write_split_info(split, "test-m1", [writer.close()], {})
+    with pytest.raises(EvalError, match="holds no images"):
+        embed_split(split, [], batch_size=4, with_contents=False)

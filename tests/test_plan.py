@@ -1,0 +1,49 @@
+from common.config import load_config
+from pipeline.manifest import read_content_manifest, read_style_manifest
+from pipeline.plan import make_plan
+
+
+def _plan(small_manifests, seed=0, **overrides):
+    cfg = load_config(None, [f"stylize.{k}={v}" for k, v in overrides.items()])
+    content, style = small_manifests
+    return make_plan(read_content_manifest(content), read_style_manifest(style), cfg, seed)
+
+
+def _by_split(plan):
+    out = {}
+    for shard in plan.shards:
+        out.setdefault(shard.split, []).extend(shard.groups)
+    return out
+
+
+def test_splits_and_disjointness(small_manifests):
+    plan = _plan(small_manifests, test_fraction=0.34)
+    splits = _by_split(plan)
+    assert set(splits) == {"train", "test-colour", "test-whitening", "test-gram",
+                           "test-histogram", "crops"}
+    train_groups = {g.group for g in splits["train"]}
+    test_groups = {g.group for g in splits["test-histogram"]}
+    assert train_groups and test_groups and not train_groups & test_groups
+    train_contents = {i.content_id for g in splits["train"] for i in g.items}
+    test_contents = {i.content_id for g in splits["test-colour"] for i in g.items}
+    assert not train_contents & test_contents
+    # one style per held-out group; the same pairs in every test split, one method each
+    assert len(test_groups) == len(splits["test-colour"])
+    pairs = {s: [(g.style_id, i.content_id) for g in splits[s] for i in g.items]
+             for s in splits if s.startswith("test-")}
+    assert len({tuple(p) for p in pairs.values()}) == 1
+    assert {i.method for g in splits["test-gram"] for i in g.items} == {"gram"}
+    assert {i.method for g in splits["train"] for i in g.items} <= {"colour", "whitening", "gram"}
+    assert all(len(g.items) == 9 for g in splits["crops"])
+
+
+def test_plan_is_deterministic_and_seeded(small_manifests):
+    assert _plan(small_manifests).digest() == _plan(small_manifests).digest()
+    assert _plan(small_manifests).digest() != _plan(small_manifests, seed=1).digest()
+
+
+def test_shards_hold_at_most_groups_per_shard(small_manifests):
+    plan = _plan(small_manifests, groups_per_shard=2)
+    assert max(len(s.groups) for s in plan.shards) == 2
+    assert [s.number for s in plan.shards if s.split == "train"] == list(range(
+        sum(s.split == "train" for s in plan.shards)))

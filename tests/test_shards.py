@@ -1,0 +1,84 @@
+import json
+import tarfile
+
+import pyarrow.parquet as pq
+import pytest
+import webdataset as wds
+
+from shard_factory import make_split
+from shards.codec import encode_jpeg
+from shards.reader import ShardError, complete_shards, iter_groups, read_index, read_info
+from shards.writer import ShardWriter
+import numpy as np
+
+
+def test_stock_webdataset_and_tarfile_read_what_the_writer_wrote(tmp_path):
+    split = make_split(tmp_path, "train", n_styles=7, per_style=3, groups_per_shard=3)
+    info = read_info(split)
+    tars = complete_shards(split)
+    assert [t.rsplit("/", 1)[1] for t in tars] == info["shards"]
+    samples = list(wds.WebDataset(tars, shardshuffle=False, empty_check=False))
+    assert len(samples) == info["samples"] == 7
+    for sample in samples:
+        assert "." not in sample["__key__"]
+        assert {"style.jpg", "x0.jpg", "x1.jpg", "x2.jpg", "json"} <= set(sample)
+    members = [m for t in tars for m in tarfile.open(t).getnames()]
+    assert sum(m.endswith(".jpg") and ".x" in m for m in members) == info["images"] == 21
+    # A sample's files are adjacent in the tar (WebDataset groups consecutive members).
+    keys = [m.split(".", 1)[0] for m in members]
+    assert keys == sorted(keys, key=keys.index) and len(set(keys)) == 7
+
+
+def test_reader_decodes_groups_in_plan_order(tmp_path):
+    split = make_split(tmp_path, "test-m1", n_styles=2, per_style=4, size=24)
+    groups = list(iter_groups(split))
+    assert [g.style_id for g in groups] == ["st0-0", "st0-1"]
+    assert groups[0].style.size == (24, 24) and len(groups[0].images) == 4
+    assert [i["index"] for i in groups[0].items] == [0, 1, 2, 3]
+    assert read_index(split).num_rows == 8
+
+
+def test_failures_are_indexed_and_skipped_in_the_tar(tmp_path):
+    writer = ShardWriter(tmp_path / "train", 0, "train")
+    image = encode_jpeg(np.zeros((8, 8, 3), np.uint8))
+    items = [{"index": i, "content_id": f"c{i}", "category": "", "method": "m",
+              "params": {}, "seed": 1} for i in range(3)]
+    writer.write_group({"style_id": "a", "group": "g", "tags": []}, image,
+                       [(items[0], image, ""), (items[1], None, "decode error"), (items[2], image, "")])
+    writer.write_group({"style_id": "b", "group": "g", "tags": []}, None,
+                       [(items[0], None, "style unreadable")])
+    stats = writer.close()
+    assert stats == {**stats, "samples": 1, "images": 2, "failed": 2, "planned": 4}
+    rows = pq.read_table(tmp_path / "train" / "shard-000000.parquet").to_pylist()
+    assert [(r["style_id"], r["status"], r["reason"]) for r in rows] == [
+        ("a", "ok", ""), ("a", "failed", "decode error"), ("a", "ok", ""),
+        ("b", "failed", "style unreadable")]
+    names = tarfile.open(tmp_path / "train" / "shard-000000.tar").getnames()
+    assert names == ["sa.style.jpg", "sa.x0.jpg", "sa.x2.jpg", "sa.json"]
+    meta = json.loads(tarfile.open(tmp_path / "train" / "shard-000000.tar").extractfile("sa.json").read())
+    assert [i["member"] for i in meta["items"]] == ["x0.jpg", "x2.jpg"]
+
+
+def test_unfinished_shard_is_invisible(tmp_path):
+    writer = ShardWriter(tmp_path / "train", 0, "train")
+    image = encode_jpeg(np.zeros((8, 8, 3), np.uint8))
+    writer.write_group({"style_id": "a", "group": "g", "tags": []}, image,
+                       [({"index": 0, "content_id": "c", "method": "m", "seed": 0}, image, "")])
+    assert complete_shards(tmp_path / "train") == []
+    assert not (tmp_path / "train" / "shard-000000.tar").exists()
+    writer.abort()
+    assert list((tmp_path / "train").iterdir()) == []
+
+
+def test_ids_with_dots_cannot_become_keys(tmp_path):
+    writer = ShardWriter(tmp_path / "train", 0, "train")
+    with pytest.raises(ValueError, match="no dots"):
+        writer.write_group({"style_id": "a.b", "group": "g", "tags": []}, b"", [])
+    writer.abort()
+
+
+def test_missing_split_is_a_clear_error(tmp_path):
+    with pytest.raises(ShardError, match="split directory not found"):
+        complete_shards(tmp_path / "nope")
+    with pytest.raises(ShardError, match="_info.json is missing"):
+        read_info(tmp_path)

@@ -1,0 +1,170 @@
+"""Stage 1 end to end: real files, real Ray (local, bounded), real shards."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import webdataset as wds
+
+from common.config import load_config
+from pipeline.manifest import read_content_manifest, read_style_manifest
+from pipeline.plan import make_plan
+from shards.reader import complete_shards, read_index, read_info
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "pipeline" / "stylize.py"
+
+
+def _overrides(content, style, **extra):
+    base = {"data.content_manifest": content, "data.style_manifest": style,
+            "stylize.image_size": 32, "stylize.style_image_size": 32, "stylize.crops_size": 16,
+            "stylize.train_methods": "[colour,whitening]", "stylize.held_out": "histogram",
+            "stylize.test_fraction": 0.34, "stylize.groups_per_shard": 2,
+            "stylize.train_contents_per_style": 3, "stylize.test_contents_per_style": 3,
+            "stylize.ray.num_actors": 2, "stylize.ray.object_store_mb": 80,
+            "stylize.ray.batch_size": 2}
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def _run(out, overrides, env, cwd, **kwargs):
+    return subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), *overrides],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def _planned(overrides):
+    cfg = load_config(None, overrides)
+    plan = make_plan(read_content_manifest(cfg["data"]["content_manifest"]),
+                     read_style_manifest(cfg["data"]["style_manifest"]), cfg, cfg["seed"])
+    return {(s.split, g.style_id, i.index) for s in plan.shards for g in s.groups for i in g.items}
+
+
+def _written(out):
+    found = []
+    for split in sorted(p.name for p in out.iterdir() if p.is_dir()):
+        table = read_index(out / split).to_pylist()
+        found += [(r["split"], r["style_id"], r["index"]) for r in table if r["status"] == "ok"]
+    return found
+
+
+def test_run_from_another_directory_with_bad_images_then_rerun_skips(small_manifests, ray_env,
+                                                                      tmp_path):
+    content, style = small_manifests
+    overrides = _overrides(content, style)
+    cfg = load_config(None, overrides)
+    plan = make_plan(read_content_manifest(content), read_style_manifest(style), cfg, cfg["seed"])
+    bad_content = plan.shards[0].groups[0].items[0].content_id      # an unreadable content image
+    bad_style = plan.shards[0].groups[1].style_id                     # an unreadable style image
+    (content.parent / "content" / f"content{bad_content[1:]}.jpg").write_bytes(b"not a jpeg")
+    (style.parent / "style" / f"style{bad_style[1:]}.jpg").write_bytes(b"\xff\xd8 truncated")
+    out = tmp_path / "shards"
+    result = _run(out, overrides, ray_env, cwd=tmp_path)  # cwd is not the repo root
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "shards |" in result.stdout and "samples/s" in result.stdout
+
+    splits = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert splits == ["crops", "test-colour", "test-histogram", "test-whitening", "train"]
+    for split in splits:
+        info = read_info(out / split)
+        samples = list(wds.WebDataset(complete_shards(out / split), shardshuffle=False))
+        assert len(samples) == info["samples"] > 0
+        images = sum(k.startswith("x") for s in samples for k in s)
+        assert images == info["images"]
+    assert (out / "config.yaml").exists()
+
+    # Unreadable images are recorded with their reason wherever they were planned.
+    rows = [r for split in splits for r in read_index(out / split).to_pylist()]
+    failed = [r for r in rows if r["status"] == "failed"]
+    by_style = [r for r in failed if r["style_id"] == bad_style]
+    assert len(by_style) == 3 and all("style" in r["reason"] for r in by_style)
+    by_content = [r for r in failed if r["style_id"] != bad_style]
+    assert by_content and all(r["content_id"] == bad_content and "content" in r["reason"]
+                              for r in by_content)
+    assert sorted(_written(out)) == sorted(p for p in _planned(overrides)
+                                           if (p[0], p[1], p[2]) not in
+                                           {(r["split"], r["style_id"], r["index"]) for r in failed})
+    assert f"{len(failed)} failed" in result.stdout
+
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.tar")}
+    again = _run(out, overrides, ray_env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already complete, 0 to do" in again.stdout
+    assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*.tar")}
+
+
+def test_killed_run_resumes_to_exactly_the_plan(small_manifests, ray_env, tmp_path):
+    content, style = small_manifests
+    # Slow the run down (gram optimisation, one actor) so the kill lands half-way.
+    overrides = _overrides(content, style, **{"stylize.train_methods": "[gram]",
+                                              "stylize.ray.num_actors": 1})
+    out = tmp_path / "shards"
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--out", str(out), *overrides],
+                            cwd=tmp_path, env=ray_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(out.glob("*/*.stats.json"))) < 2:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
+    proc.wait()
+    done_before = len(list(out.glob("*/*.stats.json")))
+    assert 2 <= done_before < 7, "the kill should land half-way through the run"
+    assert not list(out.glob("*/_info.json"))
+
+    result = _run(out, overrides, ray_env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    plan_line = next(line for line in result.stdout.splitlines() if "already complete" in line)
+    skipped = int(plan_line.split("; ")[1].split()[0])
+    # An actor may still publish the shard it was writing as the cluster goes down.
+    assert done_before <= skipped < 7, plan_line
+    written = _written(out)
+    assert len(written) == len(set(written))            # nothing twice
+    assert set(written) == _planned(overrides)          # nothing missing
+    assert not list(out.glob("*/.*.tmp"))               # no leftovers
+    for tar in out.glob("*/*.tar"):                     # every tar under a final name is complete
+        assert tar.with_suffix(".stats.json").exists() or tar.name.startswith(".")
+
+
+def test_changed_config_refuses_to_mix_plans(small_manifests, ray_env, tmp_path):
+    content, style = small_manifests
+    out = tmp_path / "shards"
+    out.mkdir()
+    (out / "_stage1.json").write_text(json.dumps({"plan_digest": "something-else"}))
+    result = _run(out, _overrides(content, style), ray_env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "different plan" in result.stderr
+
+
+def test_bad_manifest_fails_before_any_work(small_manifests, ray_env, tmp_path):
+    content, style = small_manifests
+    table = pq.read_table(style).drop(["path"])
+    pq.write_table(table, style)
+    result = _run(tmp_path / "shards", _overrides(content, style), ray_env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "style.parquet: missing column(s) ['path']" in result.stderr
+    assert not (tmp_path / "shards").exists()
+
+
+def test_gpu_request_without_gpus_is_refused(small_manifests, ray_env, tmp_path):
+    content, style = small_manifests
+    result = _run(tmp_path / "shards",
+                  _overrides(content, style, **{"stylize.ray.num_gpus_per_actor": 1}),
+                  ray_env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "has 0 GPUs" in result.stderr and "num_gpus_per_actor=0" in result.stderr
+
+
+def test_script_imports_the_stylize_package_not_itself(tmp_path):
+    for cwd in (REPO, tmp_path):
+        result = subprocess.run([sys.executable, str(SCRIPT), "--help"], cwd=cwd,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "Stage 1" in result.stdout
+    probe = (f"import sys, importlib.util; sys.path.insert(0, {str(REPO / 'pipeline')!r}); "
+             "print(importlib.util.find_spec('stylize').origin)")
+    shadowed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert shadowed.stdout.strip().endswith("pipeline/stylize.py"), "the guarded clash is real"

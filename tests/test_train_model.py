@@ -1,0 +1,106 @@
+"""The style encoder: unit-norm codes, branch switches, weight files, checkpoint reload."""
+import copy
+
+import pytest
+import timm
+import torch
+
+from common.config import load_config
+from stylize.vgg import vgg_normalised
+from train.model import ModelConfigError, StyleEncoder, build_encoder, load_encoder
+
+SMALL = ["train.image_size=32", "train.model.vit.patch_size=8", "train.model.vgg.max_layer=relu2_1",
+         "train.model.embed_dim=32", "train.model.fusion_hidden=64"]
+
+
+def small_cfg(*overrides: str) -> dict:
+    return load_config(None, SMALL + list(overrides))
+
+
+def images(n: int = 3, size: int = 32) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("vit, vgg", [(True, True), (True, False), (False, True)])
+def test_codes_are_unit_norm_for_every_branch_mix(vit, vgg):
+    cfg = small_cfg(f"train.model.vit.enabled={vit}", f"train.model.vgg.enabled={vgg}")
+    encoder = build_encoder(cfg).eval()
+    codes = encoder(images())
+    assert codes.shape == (3, 32)
+    assert torch.allclose(codes.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert (encoder.vit is not None) == vit and (encoder.vgg is not None) == vgg
+
+
+def test_both_branches_off_is_an_error():
+    cfg = small_cfg("train.model.vit.enabled=false", "train.model.vgg.enabled=false")
+    with pytest.raises(ModelConfigError, match="both"):
+        build_encoder(cfg)
+
+
+def test_frozen_vgg_gets_no_gradient_and_trainable_does():
+    for trainable in (False, True):
+        encoder = build_encoder(small_cfg("train.model.vit.enabled=false",
+                                          f"train.model.vgg.trainable={trainable}"))
+        encoder(images()).sum().backward()
+        conv = encoder.vgg.features.body[0]
+        assert (conv.weight.grad is not None) == trainable
+        assert encoder.fusion[0].weight.grad is not None
+
+
+def test_vgg_normalised_file_loads_into_the_branch(tmp_path):
+    full = vgg_normalised()  # all 53 modules, as the published file
+    with torch.no_grad():
+        for param in full.parameters():
+            param.normal_()
+    path = tmp_path / "vgg_normalised.pth"
+    torch.save(full.state_dict(), path)
+    random_init = build_encoder(small_cfg("train.model.vit.enabled=false"))
+    loaded = build_encoder(small_cfg("train.model.vit.enabled=false", f"train.model.vgg.weights={path}"))
+    body = loaded.vgg.features.body
+    assert len(body) == 11  # 1x1 conv, relu1_1, relu1_2, pool, relu2_1: the truncated network
+    for key, value in body.state_dict().items():
+        assert torch.equal(value, full.state_dict()[key])
+        assert not torch.equal(value, random_init.vgg.features.body.state_dict()[key])
+
+
+def test_vgg_file_with_the_wrong_layout_is_rejected(tmp_path):
+    path = tmp_path / "bad.pth"
+    torch.save({"0.weight": torch.zeros(3, 3, 1, 1)}, path)
+    with pytest.raises(ModelConfigError, match="vgg_normalised layout"):
+        build_encoder(small_cfg("train.model.vit.enabled=false", f"train.model.vgg.weights={path}"))
+
+
+def test_timm_checkpoint_loads_through_pretrained_file(tmp_path):
+    # Saved at another resolution: timm must resample the position embeddings on load.
+    source = timm.create_model("vit_tiny_patch16_224", num_classes=0, img_size=16, patch_size=8)
+    path = tmp_path / "vit.pth"
+    torch.save(source.state_dict(), path)
+    cfg = small_cfg("train.model.vgg.enabled=false", f"train.model.vit.pretrained_file={path}")
+    net = build_encoder(cfg).vit.net
+    assert net.pos_embed.shape == (1, 1 + 16, 192)  # 32 px / patch 8 = 4 x 4 tokens + cls
+    assert torch.equal(net.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
+    assert torch.equal(net.cls_token, source.cls_token)
+
+
+def test_missing_pretrained_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelConfigError, match="not found"):
+        build_encoder(small_cfg(f"train.model.vit.pretrained_file={tmp_path / 'none.pth'}"))
+
+
+def test_load_encoder_rebuilds_the_model_from_a_checkpoint(tmp_path):
+    cfg = small_cfg()
+    encoder = build_encoder(cfg).eval()
+    path = tmp_path / "last.pt"
+    torch.save({"model": encoder.state_dict(), "config": copy.deepcopy(cfg), "step": 3}, path)
+    loaded, loaded_cfg = load_encoder(path)
+    assert not loaded.training and loaded_cfg == cfg
+    with torch.no_grad():
+        assert torch.allclose(loaded(images()), encoder(images()), atol=1e-6)
+        # Other resolutions are resized to the training one.
+        assert loaded(images(2, 48)).shape == (2, 32)
+
+
+def test_encoder_class_takes_the_model_section():
+    cfg = small_cfg("train.model.vgg.enabled=false")
+    encoder = StyleEncoder(cfg["train"]["model"], 32)
+    assert encoder.image_size == 32 and encoder.vgg is None

@@ -1,0 +1,235 @@
+"""Training batches streamed from the ``train`` split's shards.
+
+A batch holds N style groups (``groups_per_batch``); per group K images (``images_per_group``)
+plus, in ``nst`` mode, the group's style image. Every image of a group carries the same label,
+so the loss treats them as positives of each other.
+
+Streaming (``nst`` mode), per rank and DataLoader worker:
+
+* the shard list is shuffled per epoch with ``seed`` and the epoch number, identically on every
+  rank, then split with ``wds.split_by_node`` / ``wds.split_by_worker``. When there are fewer
+  shards than ranks x workers, an epoch's list is made of as many shuffled copies as needed for
+  every slot to get a shard (resampling), so no rank or worker is left without data;
+* epochs follow each other forever: the trainer draws a fixed number of steps, so every rank
+  runs the same number of steps whatever the shard sizes (uneven shards cannot hang DDP);
+* the shuffle buffer holds raw bytes; images are decoded after it, only those a batch uses;
+* groups with fewer than K stylizations are sampled with replacement (the batch keeps its
+  shape, and a repeated image is still a correct positive); larger groups without.
+
+Every random choice is seeded by (seed, rank, worker, batch number), so the stream is a pure
+function of its position: resuming at step s re-reads the raw stream and skips the groups
+already used, without decoding them, and continues with exactly the batches an uninterrupted
+run would have drawn (for an unchanged world size and worker count).
+
+``no_nst`` mode (the ablation): the style images of the train split and their ``group`` are
+read once into memory as JPEG bytes (they are few and small: one per style); a batch is N
+distinct groups x K style images of the group. Groups with a single style have no positive
+and are not drawn.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import zlib
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torchvision.transforms.v2 import functional as TF
+
+from shards.codec import decode_image, pil_to_tensor
+from shards.reader import ShardError, complete_shards, raw_samples
+from shards.schema import META_MEMBER, STYLE_MEMBER
+
+TRAIN_SPLIT = "train"
+MODES = ("nst", "no_nst")
+CROP_SCALE = (0.4, 1.0)      # random resized crop of the SS views: area fraction kept
+CROP_RATIO = (3 / 4, 4 / 3)  # and aspect ratio range
+
+# A group drawn for a batch: JPEG bytes of its chosen images, and the label they share.
+Draw = tuple[list[bytes], str]
+
+
+def train_shards(shards_root: str | Path) -> list[str]:
+    """Complete shard paths of the train split, with a message that says what is missing."""
+    root = Path(shards_root)
+    if not root.is_dir():
+        raise ShardError(f"shards directory not found: {root}")
+    split = root / TRAIN_SPLIT
+    if not split.is_dir():
+        raise ShardError(f"{root} has no '{TRAIN_SPLIT}' split: run stage 1 "
+                         "(pipeline/stylize.py) first, or point --shards at its output folder")
+    urls = complete_shards(split)
+    if not urls:
+        raise ShardError(f"{split} has no complete shards (no shard-*.stats.json): "
+                         "stage 1 did not finish; run it again to complete the split")
+    return urls
+
+
+def label_id(text: str) -> int:
+    """A stable integer label for a style id or group name, the same on every rank."""
+    return zlib.crc32(text.encode())
+
+
+def epoch_shards(urls: list[str], seed: int, epoch: int, slots: int) -> list[str]:
+    """The epoch's shard order (same on every rank), long enough to give each slot a shard."""
+    order: list[str] = []
+    for copy in range(math.ceil(slots / len(urls))):
+        shuffled = list(urls)
+        random.Random(f"{seed}:{epoch}:{copy}").shuffle(shuffled)
+        order += shuffled
+    return order
+
+
+def raw_group_stream(urls: list[str], seed: int, slots: int) -> Iterator[dict]:
+    """Endless undecoded samples of this rank and worker, epoch after epoch."""
+    for epoch in itertools.count():
+        count = 0
+        for sample in raw_samples(epoch_shards(urls, seed, epoch, slots),
+                                  nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker):
+            count += 1
+            yield sample
+        if count == 0:
+            raise ShardError(f"epoch {epoch}: the shards given to this rank/worker hold no samples")
+
+
+def _pick(available: int, wanted: int, rng: np.random.Generator) -> list[int]:
+    return rng.choice(available, size=wanted, replace=available < wanted).tolist()
+
+
+def draw_from_sample(sample: dict, k: int, rng: np.random.Generator) -> Draw:
+    """K stylizations of a raw sample plus its style image, labelled by style id."""
+    meta = json.loads(sample[META_MEMBER])
+    items = meta["items"]
+    chosen = [sample[items[i]["member"]] for i in _pick(len(items), k, rng)]
+    return chosen + [sample[STYLE_MEMBER]], meta["style_id"]
+
+
+def load_image(data: bytes, size: int) -> torch.Tensor:
+    image = decode_image(data)
+    if image.size != (size, size):
+        image = image.resize((size, size), resample=3)  # bicubic
+    return pil_to_tensor(image)
+
+
+def random_view(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Random resized crop (back to the input size) and horizontal flip."""
+    _, height, width = image.shape
+    area = height * width * rng.uniform(*CROP_SCALE)
+    ratio = math.exp(rng.uniform(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])))
+    crop_w = min(width, max(1, round(math.sqrt(area * ratio))))
+    crop_h = min(height, max(1, round(math.sqrt(area / ratio))))
+    top = int(rng.integers(height - crop_h + 1))
+    left = int(rng.integers(width - crop_w + 1))
+    view = TF.resized_crop(image, top, left, crop_h, crop_w, [height, width], antialias=True)
+    return TF.horizontal_flip(view) if rng.random() < 0.5 else view
+
+
+def assemble(draws: list[Draw], size: int, rng: np.random.Generator, two_views: bool) -> dict:
+    """Decode the drawn images into a batch: ``images`` (B,3,S,S), ``labels`` (B,), and with
+    ``two_views`` a second augmented ``views`` tensor (``images`` is then augmented too)."""
+    images, labels = [], []
+    for members, label in draws:
+        images += [load_image(data, size) for data in members]
+        labels += [label_id(label)] * len(members)
+    batch = {"labels": torch.tensor(labels, dtype=torch.int64)}
+    if two_views:
+        batch["views"] = torch.stack([random_view(image, rng) for image in images])
+        images = [random_view(image, rng) for image in images]
+    batch["images"] = torch.stack(images)
+    return batch
+
+
+def read_style_groups(urls: list[str]) -> dict[str, list[bytes]]:
+    """no_nst mode: every style image of the split (JPEG bytes), by raw style group."""
+    groups: dict[str, list[bytes]] = {}
+    for sample in raw_samples(urls):
+        group = json.loads(sample[META_MEMBER]).get("group") or ""
+        if not group:
+            raise ShardError(f"sample {sample['__key__']} in {sample['__url__']} has no group: "
+                             "train.mode=no_nst needs the style manifest's group column")
+        groups.setdefault(group, []).append(sample[STYLE_MEMBER])
+    return groups
+
+
+class StyleBatches(IterableDataset):
+    """Endless training batches for one rank; batch numbering starts at ``start_batch``.
+
+    With W DataLoader workers, worker w makes the global batches w, w + W, w + 2W, ...
+    (the DataLoader yields them round-robin in that order).
+    """
+
+    def __init__(self, urls: list[str], train_cfg: dict, seed: int, rank: int, world_size: int,
+                 start_batch: int = 0):
+        super().__init__()
+        self.urls, self.cfg, self.seed = urls, train_cfg, seed
+        self.rank, self.world_size, self.start_batch = rank, world_size, start_batch
+        self.mode = train_cfg["mode"]
+        if self.mode not in MODES:
+            raise ValueError(f"train.mode must be one of {MODES}, got {self.mode!r}")
+        self.two_views = train_cfg["ss_weight"] > 0
+        self.style_groups: dict[str, list[bytes]] = {}
+        if self.mode == "no_nst":
+            groups = read_style_groups(urls)
+            self.style_groups = {g: images for g, images in sorted(groups.items()) if len(images) > 1}
+            if len(self.style_groups) < train_cfg["groups_per_batch"]:
+                raise ShardError(f"train.mode=no_nst: only {len(self.style_groups)} groups have 2+ "
+                                 f"style images, fewer than train.groups_per_batch="
+                                 f"{train_cfg['groups_per_batch']}: lower it")
+
+    def _rng(self, batch: int, purpose: int) -> np.random.Generator:
+        # Separate generators for drawing (0) and augmenting (1): one cannot shift the other.
+        return np.random.default_rng([self.seed, self.rank, batch, purpose])
+
+    def _nst_draws(self, worker: int, workers: int, first: int) -> Iterator[tuple[int, list[Draw]]]:
+        n, k = self.cfg["groups_per_batch"], self.cfg["images_per_group"]
+        stream = iter(raw_group_stream(self.urls, self.seed, self.world_size * workers))
+        if self.cfg["shuffle_buffer"] > 0:
+            rng = random.Random(f"{self.seed}:{self.rank}:{worker}")
+            stream = iter(wds.shuffle(self.cfg["shuffle_buffer"], self.cfg["shuffle_buffer"],
+                                      rng=rng)(stream))
+        # Resume: skip the groups of the batches already made, still undecoded.
+        stream = itertools.islice(stream, first * n, None)
+        for local in itertools.count(first):
+            batch = worker + local * workers
+            rng = self._rng(batch, 0)
+            yield batch, [draw_from_sample(next(stream), k, rng) for _ in range(n)]
+
+    def _no_nst_draws(self, worker: int, workers: int, first: int) -> Iterator[tuple[int, list[Draw]]]:
+        n, k = self.cfg["groups_per_batch"], self.cfg["images_per_group"]
+        names = list(self.style_groups)
+        for local in itertools.count(first):
+            batch = worker + local * workers
+            rng = self._rng(batch, 0)
+            draws = []
+            for g in rng.choice(len(names), size=n, replace=False):
+                images = self.style_groups[names[g]]
+                draws.append(([images[i] for i in _pick(len(images), k, rng)], names[g]))
+            yield batch, draws
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        first = self.start_batch // workers
+        draws = self._nst_draws if self.mode == "nst" else self._no_nst_draws
+        for batch, drawn in draws(worker, workers, first):
+            yield assemble(drawn, self.cfg["image_size"], self._rng(batch, 1), self.two_views)
+
+
+def batch_iterator(shards_root: str | Path, train_cfg: dict, seed: int, rank: int, world_size: int,
+                   start_batch: int = 0, pin_memory: bool = False) -> Iterator[dict]:
+    """The endless batch stream of one rank, positioned at global batch ``start_batch``."""
+    dataset = StyleBatches(train_shards(shards_root), train_cfg, seed, rank, world_size, start_batch)
+    workers = train_cfg["num_workers"]
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory,
+                        prefetch_factor=2 if workers > 0 else None)
+    stream = iter(loader)
+    # Workers restart at a multiple of the worker count; drop the few batches before the target.
+    for _ in range(start_batch - (start_batch // max(workers, 1)) * max(workers, 1)):
+        next(stream)
+    return stream

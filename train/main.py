@@ -1,0 +1,303 @@
+"""Stage 2: train the contrastive style encoder on the shards of stage 1.
+
+    python train/main.py --shards DIR --out RUN [--config FILE] [--resume] [key=value ...]
+    torchrun --nproc_per_node=N train/main.py --shards DIR --out RUN ...
+
+One process runs without a process group; under torchrun each rank joins one (gloo on CPU,
+nccl on GPU) and the model is wrapped in DDP. Rank 0 prints a progress line, appends step,
+loss, lr, samples/s and ETA to ``RUN/metrics.jsonl`` and writes ``RUN/checkpoints/last.pt``.
+Each rank records its step count in ``RUN/ranks/rank-<r>.json`` when it finishes.
+
+Testing aid: the environment variable ``NSTSTYLE_INJECT_NAN_AT_STEP=s`` turns the loss of
+step ``s`` (1-based) into NaN, to exercise the non-finite-loss stop.
+"""
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root wins imports
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from common.config import add_config_args, load_config, save_config
+from shards.reader import ShardError
+from train.checkpoint import last_checkpoint_path, load_checkpoint, save_checkpoint
+from train.data import batch_iterator
+from train.loss import multi_positive_infonce, two_view_loss
+from train.model import ModelConfigError, build_encoder
+
+INJECT_NAN_ENV = "NSTSTYLE_INJECT_NAN_AT_STEP"
+EXIT_NON_FINITE = 3
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; no checkpoint was written for that step."""
+
+
+@dataclass
+class Distributed:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Distributed:
+    """Join torchrun's process group when launched by it; a single process otherwise."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return Distributed(rank=rank, world_size=world_size, device=device)
+
+
+def lr_factor(warmup_steps: int, total_steps: int):
+    """Linear warm-up to the base rate, then cosine decay to zero at ``total_steps``."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def build_optimizer(model: torch.nn.Module, train_cfg: dict) -> torch.optim.AdamW:
+    # No weight decay on biases, norms and embeddings' 1-d parameters (the usual ViT recipe).
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg["weight_decay"]},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=train_cfg["lr"])
+
+
+def nan_injection_step() -> int | None:
+    value = os.environ.get(INJECT_NAN_ENV)
+    return int(value) if value else None
+
+
+def all_finite(loss: torch.Tensor, env: Distributed) -> bool:
+    """True when the loss is finite on every rank (all ranks must stop together)."""
+    flag = torch.tensor([float(torch.isfinite(loss.detach()).item())], device=env.device)
+    if dist.is_initialized():
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def mean_over_ranks(value: float, env: Distributed) -> float:
+    tensor = torch.tensor([value], dtype=torch.float64, device=env.device)
+    if dist.is_initialized():
+        dist.all_reduce(tensor)
+    return tensor.item() / env.world_size
+
+
+def compute_loss(model: torch.nn.Module, batch: dict, train_cfg: dict, env: Distributed) -> torch.Tensor:
+    images = batch["images"].to(env.device, non_blocking=True)
+    labels = batch["labels"].to(env.device, non_blocking=True)
+    two_views = "views" in batch
+    if two_views:  # one forward pass for both views: DDP expects one forward per backward
+        images = torch.cat([images, batch["views"].to(env.device, non_blocking=True)])
+    with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=env.device.type == "cuda"):
+        codes = model(images)
+    codes = codes.float()
+    temperature = train_cfg["temperature"]
+    if not two_views:
+        return multi_positive_infonce(codes, labels, temperature)
+    view_a, view_b = codes.chunk(2)
+    return (multi_positive_infonce(view_a, labels, temperature)
+            + train_cfg["ss_weight"] * two_view_loss(view_a, view_b, temperature))
+
+
+def format_eta(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+class MetricsLog:
+    """Rank 0's progress line and ``metrics.jsonl`` (one JSON object per logged step)."""
+
+    def __init__(self, out: Path, total_steps: int, enabled: bool):
+        self.path, self.total, self.enabled = out / "metrics.jsonl", total_steps, enabled
+
+    def log(self, step: int, loss: float, lr: float, samples_per_s: float, step_seconds: float) -> None:
+        if not self.enabled:
+            return
+        eta = (self.total - step) * step_seconds
+        record = {"step": step, "loss": round(loss, 6), "lr": lr,
+                  "samples_per_s": round(samples_per_s, 2), "eta_s": round(eta, 1)}
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        print(f"step {step}/{self.total}  loss {loss:.4f}  lr {lr:.2e}  "
+              f"{samples_per_s:.1f} img/s  eta {format_eta(eta)}", flush=True)
+
+
+def checkpoint_state(model, optimizer, scheduler, step: int, cfg: dict, env: Distributed) -> dict:
+    train_cfg = cfg["train"]
+    position = {"seed": cfg["seed"], "batches": step, "world_size": env.world_size,
+                "num_workers": train_cfg["num_workers"], "mode": train_cfg["mode"]}
+    return {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "step": step, "data_position": position,
+            "config": cfg}
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def restore(path: Path, model, optimizer, scheduler, cfg: dict, env: Distributed) -> int:
+    """Load ``last.pt`` into model, optimizer and scheduler; returns the step to continue from."""
+    state = load_checkpoint(path, map_location=env.device)
+    unwrap(model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    position = state["data_position"]
+    now = {"world_size": env.world_size, "num_workers": cfg["train"]["num_workers"]}
+    changed = {k: (position[k], v) for k, v in now.items() if position[k] != v}
+    if changed and env.is_main:
+        print(f"resume: {changed} differ from the saved run (saved, now): the data stream goes "
+              "on, but not in the order an uninterrupted run would have used", flush=True)
+    return int(state["step"])
+
+
+def setup_model(cfg: dict, env: Distributed):
+    torch.manual_seed(cfg["seed"])  # identical initial weights on every rank
+    model = build_encoder(cfg).to(env.device)
+    if dist.is_initialized():
+        device_ids = [env.device.index] if env.device.type == "cuda" else None
+        model = DistributedDataParallel(model, device_ids=device_ids)
+    optimizer = build_optimizer(model, cfg["train"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_factor(cfg["train"]["warmup_steps"], cfg["train"]["steps"]))
+    return model, optimizer, scheduler
+
+
+def write_rank_record(out: Path, env: Distributed, record: dict) -> None:
+    folder = out / "ranks"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"rank-{env.rank}.json").write_text(json.dumps(dict(record, rank=env.rank)))
+
+
+def train_steps(model, optimizer, scheduler, stream, cfg: dict, out: Path, start: int,
+                env: Distributed) -> dict:
+    """The loop proper: runs steps ``start+1..train.steps``; returns timing and loss figures."""
+    train_cfg = cfg["train"]
+    total, inject_at = train_cfg["steps"], nan_injection_step()
+    metrics = MetricsLog(out, total, env.is_main)
+    checkpoint = last_checkpoint_path(out)
+    figures = {"first_loss": None, "final_loss": None, "images": 0, "data_seconds": 0.0}
+    interval_loss, interval_steps, interval_start = 0.0, 0, time.perf_counter()
+    loop_start, timed_images = None, 0
+    model.train()
+    for step in range(start + 1, total + 1):
+        fetch_start = time.perf_counter()
+        batch = next(stream)
+        figures["data_seconds"] += time.perf_counter() - fetch_start if loop_start else 0.0
+        loss = compute_loss(model, batch, train_cfg, env)
+        if step == inject_at:
+            loss = loss + float("nan")
+        if not all_finite(loss, env):
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) at step {step}: stopping without writing a "
+                f"checkpoint; {checkpoint} keeps the last good state. Lower train.lr or raise "
+                "train.temperature / train.warmup_steps")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg["grad_clip"])
+        optimizer.step()
+        scheduler.step()
+        images = batch["labels"].shape[0] * (2 if "views" in batch else 1) * env.world_size
+        figures["images"] += images
+        if loop_start is None:  # time from the end of step 1: worker start-up is not throughput
+            loop_start = time.perf_counter()
+        else:
+            timed_images += images
+        interval_loss, interval_steps = interval_loss + loss.item(), interval_steps + 1
+        if step == start + 1 or step % train_cfg["log_every"] == 0 or step == total:
+            elapsed = time.perf_counter() - interval_start
+            mean_loss = mean_over_ranks(interval_loss / interval_steps, env)
+            figures["first_loss"] = figures["first_loss"] if figures["first_loss"] is not None else mean_loss
+            figures["final_loss"] = mean_loss
+            metrics.log(step, mean_loss, scheduler.get_last_lr()[0],
+                        images * interval_steps / elapsed, elapsed / interval_steps)
+            interval_loss, interval_steps, interval_start = 0.0, 0, time.perf_counter()
+        if env.is_main and (step % train_cfg["checkpoint_every"] == 0 or step == total):
+            save_checkpoint(checkpoint, checkpoint_state(model, optimizer, scheduler, step, cfg, env))
+    seconds = time.perf_counter() - loop_start if loop_start else 0.0
+    figures["samples_per_s"] = timed_images / seconds if seconds > 0 else 0.0
+    figures["data_fraction"] = figures["data_seconds"] / seconds if seconds > 0 else 0.0
+    return figures
+
+
+def run_training(cfg: dict, shards: Path, out: Path, resume: bool = False) -> dict:
+    """Train (or, with ``resume``, continue) a run; returns a summary of it.
+
+    Summary keys: steps, start_step, first_loss, final_loss, samples_per_s, data_fraction
+    (share of the timed loop spent waiting for batches), checkpoint, run_dir.
+    """
+    env = init_distributed()
+    if env.device.type == "cpu":
+        torch.set_num_threads(cfg["train"]["threads"])
+    out = Path(out).resolve()
+    if env.is_main:
+        save_config(cfg, out)
+    model, optimizer, scheduler = setup_model(cfg, env)
+    start = restore(last_checkpoint_path(out), model, optimizer, scheduler, cfg, env) if resume else 0
+    stream = batch_iterator(shards, cfg["train"], cfg["seed"], env.rank, env.world_size,
+                            start_batch=start, pin_memory=env.device.type == "cuda")
+    figures = train_steps(model, optimizer, scheduler, stream, cfg, out, start, env)
+    steps = max(start, cfg["train"]["steps"])
+    write_rank_record(out, env, {"steps": steps, "steps_run": steps - start,
+                                 "images": figures["images"] // env.world_size})
+    if dist.is_initialized():
+        dist.barrier()
+    return {"steps": steps, "start_step": start, "first_loss": figures["first_loss"],
+            "final_loss": figures["final_loss"], "samples_per_s": figures["samples_per_s"],
+            "data_fraction": figures["data_fraction"],
+            "checkpoint": str(last_checkpoint_path(out)), "run_dir": str(out)}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--shards", required=True, type=Path, help="stage 1 output folder")
+    parser.add_argument("--out", required=True, type=Path, help="run folder")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.pt")
+    add_config_args(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        summary = run_training(cfg, args.shards, args.out, resume=args.resume)
+    except NonFiniteLossError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_NON_FINITE
+    except (ShardError, ModelConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

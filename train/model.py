@@ -1,0 +1,150 @@
+"""The two-branch style encoder: a timm ViT and the normalised VGG19's AdaIN moments, fused
+by an MLP into one L2-normalised style code.
+
+Inputs are RGB in [0, 1]; each branch applies its own normalisation (the ViT its timm
+mean/std, the VGG branch none: the first 1x1 conv of ``vgg_normalised.pth`` does it).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stylize.vgg import RELU_CHANNELS, RELU_NAMES, VGGFeatures, modules_up_to, vgg_normalised
+
+
+class ModelConfigError(ValueError):
+    """A model section of the config that cannot be built."""
+
+
+def _existing_file(path: str | None, what: str) -> Path | None:
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise ModelConfigError(f"{what} file not found: {file}")
+    return file
+
+
+class ViTBranch(nn.Module):
+    """A timm ViT returning its pooled features; pretrained from a local file when given."""
+
+    def __init__(self, cfg: dict, image_size: int, load_weights: bool = True):
+        super().__init__()
+        file = _existing_file(cfg["pretrained_file"], "train.model.vit.pretrained_file") \
+            if load_weights else None
+        # timm resamples the position (and patch) embeddings of the file to this grid.
+        self.net = timm.create_model(
+            cfg["name"], pretrained=file is not None,
+            pretrained_cfg_overlay=dict(file=str(file)) if file else None,
+            num_classes=0, img_size=image_size, patch_size=cfg["patch_size"])
+        mean, std = self.net.pretrained_cfg["mean"], self.net.pretrained_cfg["std"]
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.out_dim = self.net.num_features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net((images - self.mean) / self.std)
+
+
+def vgg_layers_up_to(max_layer: str) -> list[str]:
+    """Every ReLU of the normalised VGG19 from relu1_1 to ``max_layer`` inclusive."""
+    try:
+        modules_up_to(max_layer)
+    except KeyError as exc:
+        raise ModelConfigError(f"train.model.vgg.max_layer: {exc.args[0]}") from None
+    return RELU_NAMES[: RELU_NAMES.index(max_layer) + 1]
+
+
+def load_vgg_weights(vgg: nn.Sequential, path: Path) -> None:
+    """Strictly load the modules ``vgg`` has from a ``vgg_normalised.pth``-layout file.
+
+    The published file holds all 53 modules; a truncated network keeps only its own keys.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    wanted = vgg.state_dict().keys()
+    try:
+        vgg.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=True)
+    except RuntimeError as exc:
+        raise ModelConfigError(f"{path} does not match the vgg_normalised layout: {exc}") from None
+
+
+class VGGMomentsBranch(nn.Module):
+    """Per-channel mean and std of every ReLU up to ``max_layer`` (ALADIN's AdaIN moments).
+
+    Each layer's moments get their own LayerNorm: activation scales differ by orders of
+    magnitude between layers (more so with random weights), and one layer must not drown
+    the others in the fusion MLP.
+    """
+
+    def __init__(self, cfg: dict, load_weights: bool = True):
+        super().__init__()
+        self.layers = vgg_layers_up_to(cfg["max_layer"])
+        vgg = vgg_normalised(modules_up_to(self.layers[-1]))
+        file = _existing_file(cfg["weights"], "train.model.vgg.weights") if load_weights else None
+        if file is not None:
+            load_vgg_weights(vgg, file)
+        self.features = VGGFeatures(self.layers, vgg)
+        self.trainable = bool(cfg["trainable"])
+        self.features.requires_grad_(self.trainable)
+        self.norms = nn.ModuleDict({name: nn.LayerNorm(2 * RELU_CHANNELS[name]) for name in self.layers})
+        self.out_dim = sum(2 * RELU_CHANNELS[name] for name in self.layers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
+            activations = self.features(images)
+        moments = []
+        for name in self.layers:
+            act = activations[name].float().flatten(2)
+            stats = torch.cat([act.mean(dim=2), act.std(dim=2)], dim=1)
+            moments.append(self.norms[name](stats))
+        return torch.cat(moments, dim=1)
+
+
+class StyleEncoder(nn.Module):
+    """Images (B, 3, H, W) in [0, 1] -> (B, embed_dim) L2-normalised style codes.
+
+    Images of another size are resized to ``image_size`` first, so evaluation can feed any
+    resolution. ``load_weights=False`` skips the pretrained files (a checkpoint supplies them).
+    """
+
+    def __init__(self, model_cfg: dict, image_size: int, load_weights: bool = True):
+        super().__init__()
+        vit_on, vgg_on = model_cfg["vit"]["enabled"], model_cfg["vgg"]["enabled"]
+        if not (vit_on or vgg_on):
+            raise ModelConfigError("train.model.vit.enabled and train.model.vgg.enabled are both "
+                                   "false: switch at least one branch on")
+        self.image_size = image_size
+        self.vit = ViTBranch(model_cfg["vit"], image_size, load_weights) if vit_on else None
+        self.vgg = VGGMomentsBranch(model_cfg["vgg"], load_weights) if vgg_on else None
+        in_dim = sum(branch.out_dim for branch in (self.vit, self.vgg) if branch is not None)
+        self.fusion = nn.Sequential(nn.Linear(in_dim, model_cfg["fusion_hidden"]), nn.GELU(),
+                                    nn.Linear(model_cfg["fusion_hidden"], model_cfg["embed_dim"]))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-2:] != (self.image_size, self.image_size):
+            images = F.interpolate(images, size=(self.image_size, self.image_size),
+                                   mode="bilinear", antialias=True, align_corners=False)
+        parts = [branch(images).float() for branch in (self.vit, self.vgg) if branch is not None]
+        return F.normalize(self.fusion(torch.cat(parts, dim=1)).float(), dim=1)
+
+
+def build_encoder(cfg: dict, load_weights: bool = True) -> StyleEncoder:
+    """The encoder a resolved config describes."""
+    return StyleEncoder(cfg["train"]["model"], cfg["train"]["image_size"], load_weights)
+
+
+def load_encoder(checkpoint_path: str | Path, map_location: str | torch.device = "cpu"
+                 ) -> tuple[StyleEncoder, dict]:
+    """Rebuild the encoder from a training checkpoint (its saved config), in eval mode.
+
+    Returns the encoder and the resolved config it was trained with.
+    """
+    checkpoint = torch.load(checkpoint_path, map_location=map_location, weights_only=True)
+    cfg = checkpoint["config"]
+    encoder = build_encoder(cfg, load_weights=False)
+    encoder.load_state_dict(checkpoint["model"])
+    return encoder.to(map_location).eval(), cfg
