@@ -31,7 +31,8 @@ def _sky(size: int, top: tuple[int, int, int], bottom: tuple[int, int, int]) -> 
     draw = ImageDraw.Draw(image)
     for y in range(size):
         t = y / (size - 1)
-        draw.line([(0, y), (size, y)], fill=tuple(round(a + (b - a) * t) for a, b in zip(top, bottom)))
+        colour = tuple(round(a + (b - a) * t) for a, b in zip(top, bottom))
+        draw.line([(0, y), (size, y)], fill=colour)
     return image
 
 
@@ -65,7 +66,8 @@ def draw_face(size: int) -> Image.Image:
                  width=max(1, round(s)))
     for x in (22, 36):
         draw.ellipse([x * s, 22 * s, (x + 6) * s, 28 * s], fill=(30, 30, 60))
-    draw.arc([22 * s, 30 * s, 42 * s, 46 * s], 20, 160, fill=(150, 30, 40), width=max(2, round(2 * s)))
+    draw.arc([22 * s, 30 * s, 42 * s, 46 * s], 20, 160, fill=(150, 30, 40),
+             width=max(2, round(2 * s)))
     return image
 
 
@@ -85,7 +87,8 @@ def draw_dots(size: int, seed: int = 1) -> Image.Image:
     draw = ImageDraw.Draw(image)
     for _ in range(size * size // 60):
         x, y, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(1.5, 4.5)
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=rng.choice([(250, 220, 60), (240, 240, 230)]))
+        colour = rng.choice([(250, 220, 60), (240, 240, 230)])
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
     return image
 
 

@@ -11,7 +11,6 @@ pretrained file given there, random (seeded) weights when none is named.
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Callable
 
@@ -80,8 +79,7 @@ def vgg_gram(cfg: dict) -> nn.Module:
 
 
 def vit_raw(cfg: dict) -> nn.Module:
-    vit_cfg = copy.deepcopy(cfg["train"]["model"]["vit"])
-    return Normalised(ViTBranch(vit_cfg, cfg["eval"]["image_size"]))
+    return Normalised(ViTBranch(cfg["train"]["model"]["vit"], cfg["eval"]["image_size"]))
 
 
 BASELINES: dict[str, Callable[[dict], nn.Module]] = {

@@ -7,7 +7,8 @@ time: no N x N matrix, so 100k images fit on a laptop or a GPU.
 Ties follow scikit-learn's ``average_precision_score``: items with equal scores are retrieved
 together, so a relevant item shares the precision of its whole tie group (pessimistic: every
 item tied with it counts as ranked above it). The same rule gives the rank used for recall@k:
-the number of gallery items scoring at least as high as the best relevant item.
+one plus the number of irrelevant gallery items scoring at least as high as the best relevant
+item.
 
 Average precision needs, for each relevant item, only how many gallery items score at least as
 high as it. With the query's relevant scores sorted, one binary search per gallery item
@@ -28,7 +29,7 @@ class Ranking:
     """Per-query results of one retrieval task."""
 
     ap: np.ndarray          # average precision in [0, 1]; nan where the query has no relevant item
-    first_hit: np.ndarray   # rank (1-based) of the best relevant item; 0 where there is none
+    first_hit: np.ndarray   # rank (1-based) of the first relevant item; 0 where there is none
 
     @property
     def answerable(self) -> np.ndarray:
@@ -69,10 +70,11 @@ def _relevant_table(gallery_codes: np.ndarray, n_labels: int) -> np.ndarray:
 
 
 def _first_hit(scores: torch.Tensor, relevant: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Rank of the best relevant item per row (items scoring >= it); 0 without one."""
-    best = relevant.masked_fill(~valid, -float("inf")).max(1).values
-    hits = (scores >= best[:, None]).sum(1)
-    return torch.where(valid.any(1), hits, 0)
+    """Rank of the first relevant item per row (1 + irrelevant items scoring >= the best
+    relevant one); 0 without one."""
+    best = relevant.masked_fill(~valid, -float("inf")).max(1).values[:, None]
+    irrelevant_above = (scores >= best).sum(1) - ((relevant >= best) & valid).sum(1)
+    return torch.where(valid.any(1), irrelevant_above + 1, 0)
 
 
 def _chunk_average_precision(scores: torch.Tensor, relevant: torch.Tensor,
@@ -95,7 +97,8 @@ def _chunk_average_precision(scores: torch.Tensor, relevant: torch.Tensor,
     ap = precision.sum(1) / n_relevant.clamp(min=1).double()
     # The best relevant item is the last real entry of the ascending scores.
     best_column = (n_relevant - 1).clamp(min=0)[:, None]
-    first_hit = retrieved.gather(1, best_column)[:, 0]
+    irrelevant_above = (retrieved - relevant_retrieved).gather(1, best_column)[:, 0]
+    first_hit = irrelevant_above + 1
     has_relevant = n_relevant > 0
     return torch.where(has_relevant, ap, float("nan")), torch.where(has_relevant, first_hit, 0)
 

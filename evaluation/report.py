@@ -121,8 +121,10 @@ def plot_style_vs_content(results: Results, splits: Sequence[str], held_out: str
         ax.set_xticks(x, models, rotation=30, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("mAP (%)")
-    axes[0][0].legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
+    axes[0][0].set_ylim(0, 100)
+    # Above the panels: inside one, the legend would hide bars near 100 %.
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

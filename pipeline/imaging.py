@@ -16,27 +16,54 @@ def hex_rgb(text: str) -> np.ndarray:
     return np.array([int(text[i:i + 2], 16) for i in (0, 2, 4)], np.float32) / 255.0
 
 
-@lru_cache(maxsize=64)
-def _gauss_matrix(n: int, sigma_milli: int) -> np.ndarray:
-    sigma = sigma_milli / 1000.0
-    x = np.arange(n, dtype=np.float64)
-    d = x[:, None] - x[None, :]
-    k = np.exp(-0.5 * (d / sigma) ** 2)
-    k[np.abs(d) > 4 * sigma + 1] = 0.0
-    k /= k.sum(axis=1, keepdims=True)  # renormalised at the borders: no dark frame
-    return k.astype(np.float32)
+def _box(a: np.ndarray, r: int, axis: int) -> np.ndarray:
+    """Mean over a (2r+1) window along ``axis`` with edge padding (cumulative sums: O(n))."""
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (r + 1, r)
+    c = np.cumsum(np.pad(a, pad, mode="edge"), axis=axis)
+    n = a.shape[axis]
+    hi = [slice(None)] * a.ndim
+    lo = [slice(None)] * a.ndim
+    hi[axis] = slice(2 * r + 1, 2 * r + 1 + n)
+    lo[axis] = slice(0, n)
+    return (c[tuple(hi)] - c[tuple(lo)]) * np.float32(1.0 / (2 * r + 1))
+
+
+def _taps(a: np.ndarray, sigma: float, axis: int) -> np.ndarray:
+    r = max(1, int(np.ceil(3 * sigma)))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k = (k / k.sum()).astype(np.float32)
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (r, r)
+    p = np.pad(a, pad, mode="edge")
+    n = a.shape[axis]
+    out = np.zeros(a.shape, np.float32)
+    for i, w in enumerate(k):
+        sl = [slice(None)] * a.ndim
+        sl[axis] = slice(i, i + n)
+        out += w * p[tuple(sl)]
+    return out
 
 
 def blur(a: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur of an (H, W) or (H, W, C) float array."""
+    """Gaussian blur of an (H, W) or (H, W, C) float array over its first two axes.
+
+    Small sigmas use exact taps; larger ones two box passes per axis (cumulative sums), a
+    Gaussian-like approximation at a cost independent of sigma. Pure elementwise numpy: no
+    BLAS (whose threading is slow on small matrices), so results are deterministic.
+    """
+    a = a.astype(np.float32, copy=False)
     if sigma <= 0.05:
         return a
-    key = int(round(sigma * 1000))
-    ky = _gauss_matrix(a.shape[0], key)
-    kx = _gauss_matrix(a.shape[1], key)
-    if a.ndim == 2:
-        return ky @ a.astype(np.float32) @ kx.T
-    return np.stack([ky @ a[..., c].astype(np.float32) @ kx.T for c in range(a.shape[2])], axis=-1)
+    if sigma < 1.6:
+        return _taps(_taps(a, sigma, 0), sigma, 1)
+    width = np.sqrt(6.0 * sigma * sigma + 1.0)
+    r = max(1, int(round((width - 1) / 2)))
+    out = a
+    for axis in (0, 1):
+        for _ in range(2):
+            out = _box(out, r, axis)
+    return out
 
 
 def resize_f(a: np.ndarray, h: int, w: int, resample=Image.BICUBIC) -> np.ndarray:
@@ -136,36 +163,35 @@ def downsample(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def jittered_cells(h: int, w: int, cell: float, rng: np.random.Generator, jitter: float = 0.85):
-    """Voronoi cells of seeds on a jittered grid: per-pixel seed label, distance and seed coords.
+    """Voronoi cells of seeds on a jittered grid.
 
     Only the 3 x 3 neighbouring grid cells are searched, which is exact enough for jitter <= 1.
-    Returns ``(label, dist, seed_y, seed_x)``; ``seed_y/seed_x`` are per-pixel seed positions.
+    Returns ``(label, dist, seed_y, seed_x)``: per-pixel seed index and distance to it, and the
+    seeds' coordinates indexed by label (``seed_y[label]`` is each pixel's seed row). Labels
+    index a padded grid, so some labels are never used.
     """
     gh = int(np.ceil(h / cell)) + 1
     gw = int(np.ceil(w / cell)) + 1
     off = rng.uniform(-jitter / 2, jitter / 2, size=(gh, gw, 2)).astype(np.float32)
-    sy = (np.arange(gh, dtype=np.float32)[:, None] + 0.5 + off[..., 0]) * cell
-    sx = (np.arange(gw, dtype=np.float32)[None, :] + 0.5 + off[..., 1]) * cell
+    far = np.float32(-1e6)
+    sy = np.full((gh + 2, gw + 2), far, np.float32)
+    sx = np.full((gh + 2, gw + 2), far, np.float32)
+    sy[1:-1, 1:-1] = (np.arange(gh, dtype=np.float32)[:, None] + 0.5 + off[..., 0]) * cell
+    sx[1:-1, 1:-1] = (np.arange(gw, dtype=np.float32)[None, :] + 0.5 + off[..., 1]) * cell
+    sy, sx = sy.ravel(), sx.ravel()
     py, px = np.indices((h, w), dtype=np.float32)
-    gy = np.floor(py / cell).astype(np.int64)
-    gx = np.floor(px / cell).astype(np.int64)
+    stride = gw + 2
+    base = (np.floor(py / cell).astype(np.int64) + 1) * stride + np.floor(px / cell).astype(np.int64) + 1
     best = np.full((h, w), np.inf, np.float32)
-    label = np.zeros((h, w), np.int64)
-    by = np.zeros((h, w), np.float32)
-    bx = np.zeros((h, w), np.float32)
+    label = base
     for dy in (-1, 0, 1):
-        ny = np.clip(gy + dy, 0, gh - 1)
         for dx in (-1, 0, 1):
-            nx = np.clip(gx + dx, 0, gw - 1)
-            cy = sy[ny, nx]
-            cx = sx[ny, nx]
-            d = (py - cy) ** 2 + (px - cx) ** 2
+            idx = base + (dy * stride + dx)
+            d = (py - sy[idx]) ** 2 + (px - sx[idx]) ** 2
             better = d < best
-            best = np.where(better, d, best)
-            label = np.where(better, ny * gw + nx, label)
-            by = np.where(better, cy, by)
-            bx = np.where(better, cx, bx)
-    return label, np.sqrt(best), by, bx
+            best = np.minimum(best, d)
+            label = np.where(better, idx, label)
+    return label, np.sqrt(best), sy, sx
 
 
 def cell_means(img: np.ndarray, label: np.ndarray) -> np.ndarray:

@@ -102,9 +102,20 @@ def nearest_stop(img: np.ndarray, stops: np.ndarray) -> np.ndarray:
     return np.argmin(d, axis=-1)
 
 
+def equalise(a: np.ndarray) -> np.ndarray:
+    """Rank-based histogram equalisation to [0, 1] (ties broken by position: deterministic)."""
+    flat = a.ravel()
+    ranks = np.empty(flat.size, np.float32)
+    ranks[np.argsort(flat, kind="stable")] = np.arange(flat.size, dtype=np.float32)
+    return (ranks / max(flat.size - 1, 1)).reshape(a.shape)
+
+
 def tone(img: np.ndarray, p: StyleParams) -> np.ndarray:
-    """Normalised luminance with the group's tone curve."""
-    return stretch(luminance(img)) ** p.gamma
+    """Normalised luminance (half stretched, half equalised, so every palette stop is used)
+    with the group's tone curve, kept off the extreme ends of the palette."""
+    lum = luminance(img)
+    t = (0.5 * stretch(lum) + 0.5 * equalise(lum)) ** p.gamma
+    return 0.04 + 0.94 * t
 
 
 def recolour(img: np.ndarray, p: StyleParams, lum: np.ndarray | None = None) -> np.ndarray:
@@ -140,21 +151,18 @@ def pointillism(img, p: StyleParams, rng):
     base = recolour(blur(img, _sz(img, 1.0)), p)
     out = np.broadcast_to(_paper(stops, 0.4), img.shape).copy()
     r = _sz(img, 2.3) * p.scale
-    for layer in range(3):
+    for _ in range(3):
         label, dist, sy, sx = jittered_cells(h, w, r * 1.55, rng, jitter=1.0)
-        iy = np.clip(sy.astype(np.int64), 0, h - 1)
-        ix = np.clip(sx.astype(np.int64), 0, w - 1)
-        col = base[iy, ix]
+        n = sy.size
+        col = base[np.clip(sy.astype(np.int64), 0, h - 1), np.clip(sx.astype(np.int64), 0, w - 1)]
         # divisionism: some dots take a neighbouring palette stop instead of the mixed colour
-        n = int(label.max()) + 1
-        swap = rng.random(n) < 0.3
-        k = nearest_stop(col, stops)
-        k = np.clip(k + rng.choice([-1, 1], size=n)[label], 0, len(stops) - 1)
-        col = np.where(swap[label][..., None], stops[k], col)
-        col = col * (1 + rng.uniform(-0.08, 0.08, size=n)[label][..., None])
-        radius = r * rng.uniform(0.75, 1.1, size=n)[label]
+        k = np.argmin(((col[:, None] - stops[None]) ** 2).sum(-1), axis=1)
+        k = np.clip(k + rng.choice([-1, 1], size=n), 0, len(stops) - 1)
+        col = np.where((rng.random(n) < 0.3)[:, None], stops[k], col)
+        col = col * (1 + rng.uniform(-0.08, 0.08, size=(n, 1)))
+        radius = (r * rng.uniform(0.75, 1.1, size=n)).astype(np.float32)[label]
         a = smoothstep(radius + 0.6, radius - 0.6, dist)[..., None]
-        out = out * (1 - a) + col * a
+        out = out * (1 - a) + col.astype(np.float32)[label] * a
     return out
 
 
@@ -186,9 +194,9 @@ def hatching(img, p: StyleParams, rng):
 def watercolour(img, p: StyleParams, rng):
     h, w = img.shape[:2]
     stops = palette_stops(p.palette)
-    sigma = _sz(img, 2.2) * p.scale
+    sigma = _sz(img, 1.6) * p.scale
     # wet-in-wet: coordinates warped by low-frequency noise before simplifying
-    warp = _sz(img, 3.0) * p.scale
+    warp = _sz(img, 2.2) * p.scale
     yy, xx = np.indices((h, w), dtype=np.float32)
     wy = np.clip(yy + warp * value_noise(rng, h, w, _sz(img, 20)), 0, h - 1).astype(np.int64)
     wx = np.clip(xx + warp * value_noise(rng, h, w, _sz(img, 20)), 0, w - 1).astype(np.int64)
@@ -224,7 +232,7 @@ def stained_glass(img, p: StyleParams, rng):
     glow = 1 + 0.25 * (0.5 - np.clip(dist / cell, 0, 1))
     streak = 1 + 0.06 * streak_noise(rng, h, w, _sz(img, 14), _sz(img, 2), p.angle)
     col = col * (glow * streak)[..., None]
-    lead = dilate(boundaries(label), int(round(_sz(img, 0.6 + 1.6 * p.outline))))
+    lead = dilate(boundaries(label), int(round(cell * (0.03 + 0.09 * p.outline))))
     dark = _ink(stops) * 0.35
     return col * (1 - lead[..., None]) + dark * lead[..., None]
 
@@ -265,10 +273,10 @@ def woodcut(img, p: StyleParams, rng):
     yy, xx = np.indices((h, w), dtype=np.float32)
     spacing = _sz(img, 5.0) * p.scale
     # gouges follow a slowly curving direction field
-    bend = value_noise(rng, h, w, _sz(img, 40)) * 1.2
+    bend = value_noise(rng, h, w, _sz(img, 48)) * 0.45
     phase = (xx * math.cos(p.angle) + yy * math.sin(p.angle)) / spacing + bend
     stripes = 0.5 + 0.5 * np.cos(2 * np.pi * phase)
-    val = lum + 0.55 * (stripes - 0.5)
+    val = lum + 0.38 * (stripes - 0.5)
     ink = smoothstep(0.52, 0.46, val)
     gx, gy = sobel(lum)
     edge = dilate(np.clip(np.hypot(gx, gy) * 5 * p.outline - 0.2, 0, 1), int(round(_sz(img, 1))))
@@ -291,56 +299,46 @@ def impasto(img, p: StyleParams, rng):
     base = recolour(blur(img, _sz(img, 1.5)), p)
     lum = luminance(blur(img, _sz(img, 3.0)))
     gx, gy = sobel(lum)
-    canvas = Image.fromarray((np.clip(blur(base, _sz(img, 4)), 0, 1) * 255).astype(np.uint8)).resize(
-        (w * ss, h * ss), Image.BILINEAR)
-    height = Image.new("L", (w * ss, h * ss), 128)
-    dc = ImageDraw.Draw(canvas)
-    dh = ImageDraw.Draw(height)
+    under = (np.clip(blur(base, _sz(img, 4)), 0, 1) * 255).astype(np.uint8)
+    under = np.concatenate([under, np.full((h, w, 1), 128, np.uint8)], axis=-1)
+    canvas = Image.fromarray(under, "RGBA").resize((w * ss, h * ss), Image.BILINEAR)
+    draw = ImageDraw.Draw(canvas)  # plain draw on RGBA: alpha carries each stroke's paint height
     stops = palette_stops(p.palette)
-    width = _sz(img, 4.2) * p.scale
-    for layer, (wf, density) in enumerate(((1.6, 0.8), (1.0, 1.0), (0.65, 0.6))):
+    width = _sz(img, 4.5) * p.scale ** 0.8
+    for layer, (wf, spacing) in enumerate(((1.5, 1.4), (1.0, 1.2), (0.7, 2.2))):
         sw = width * wf
-        step = sw * 0.75 / density
-        label, _, sy, sx = jittered_cells(h, w, step, rng, jitter=1.0)
-        n = int(label.max()) + 1
-        ys = np.zeros(n, np.float32)
-        xs = np.zeros(n, np.float32)
-        ys[label.ravel()] = sy.ravel()
-        xs[label.ravel()] = sx.ravel()
-        present = np.zeros(n, bool)
-        present[label.ravel()] = True
-        ys, xs = ys[present], xs[present]
-        order = rng.permutation(len(ys))
-        ys, xs = ys[order], xs[order]
+        _, _, ys, xs = jittered_cells(h, w, sw * spacing, rng, jitter=1.0)
+        keep = (ys > -1) & (ys < h) & (xs > -1) & (xs < w)
+        ys, xs = ys[keep], xs[keep]
+        n = len(ys)
         iy = np.clip(ys.astype(np.int64), 0, h - 1)
         ix = np.clip(xs.astype(np.int64), 0, w - 1)
         # strokes run along the contours (perpendicular to the gradient), else the group's angle
         mag = np.hypot(gx[iy, ix], gy[iy, ix])
         along = np.arctan2(gy[iy, ix], gx[iy, ix]) + np.pi / 2
-        ang = np.where(mag > 0.02, along, p.angle) + rng.normal(0, 0.25, len(ys))
-        length = sw * rng.uniform(1.8, 3.2, len(ys))
-        cols = base[iy, ix] * rng.uniform(0.9, 1.1, (len(ys), 1))
+        ang = np.where(mag > 0.02, along, p.angle) + rng.normal(0, 0.25, n)
+        length = sw * rng.uniform(2.0, 3.4, n)
+        cols = base[iy, ix] * rng.uniform(0.9, 1.1, (n, 1))
         if layer == 2:  # accents straight from the palette
-            k = nearest_stop(cols[None], stops)[0]
-            cols = cols * 0.5 + stops[np.clip(k + rng.integers(-1, 2, len(ys)), 0, len(stops) - 1)] * 0.5
-        cols = (np.clip(cols, 0, 1) * 255).astype(np.int64)
-        t = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+            k = np.argmin(((cols[:, None] - stops[None]) ** 2).sum(-1), axis=1)
+            cols = cols * 0.5 + stops[np.clip(k + rng.integers(-1, 2, n), 0, len(stops) - 1)] * 0.5
+        rgba = np.concatenate([(np.clip(cols, 0, 1) * 255).astype(np.int64),
+                               rng.integers(40, 240, (n, 1))], axis=1)
+        t = np.linspace(0, 2 * np.pi, 10, endpoint=False)
         ex = np.cos(t)[None] * length[:, None] / 2
         ey = np.sin(t)[None] * sw / 2
         ca, sa = np.cos(ang)[:, None], np.sin(ang)[:, None]
-        px = ((xs[:, None] + ex * ca - ey * sa) * ss).tolist()
-        py = ((ys[:, None] + ex * sa + ey * ca) * ss).tolist()
-        hv = rng.integers(60, 230, len(ys)).tolist()
-        cl = [tuple(c) for c in cols.tolist()]
-        for i in range(len(ys)):
-            poly = list(zip(px[i], py[i]))
-            dc.polygon(poly, fill=cl[i])
-            dh.polygon(poly, fill=hv[i])
-    out = np.asarray(canvas.resize((w, h), Image.LANCZOS), np.float32) / 255.0
-    hmap = np.asarray(height.resize((w, h), Image.BILINEAR), np.float32) / 255.0
-    bristle = streak_noise(rng, h, w, _sz(img, 8), _sz(img, 0.7), p.angle) * 0.15
-    hx, hy = sobel(blur(hmap, 0.8) + bristle * 0.3)
-    relief = 1 + (0.6 + p.outline) * 1.5 * (-hx * 0.7 - hy * 0.7)
+        px = (xs[:, None] + ex * ca - ey * sa) * ss
+        py = (ys[:, None] + ex * sa + ey * ca) * ss
+        polys = np.stack([px, py], axis=-1).reshape(n, -1).tolist()
+        fills = [tuple(c) for c in rgba.tolist()]
+        for i in rng.permutation(n).tolist():
+            draw.polygon(polys[i], fill=fills[i])
+    small = np.asarray(canvas.resize((w, h), Image.BILINEAR), np.float32) / 255.0
+    out, hmap = small[..., :3], small[..., 3]
+    bristle = streak_noise(rng, h, w, _sz(img, 8), _sz(img, 0.7), p.angle)
+    hx, hy = sobel(blur(hmap, 0.7) + 0.05 * bristle)
+    relief = 1 + (0.6 + p.outline) * 1.6 * (-hx - hy)
     return out * relief[..., None]
 
 
@@ -349,7 +347,7 @@ def halftone(img, p: StyleParams, rng):
     stops = palette_stops(p.palette)
     lum = tone(blur(img, _sz(img, 1.2)), p)
     # posterise onto 3 bold palette colours
-    bold = stops[[1, 2, 4]] if p.extra.get("bright", True) else stops[[0, 2, 3]]
+    bold = stops[[1, 3, 4]] if p.extra.get("bright", True) else stops[[1, 2, 4]]
     levels = np.digitize(lum, [0.33, 0.66])
     flat = bold[levels]
     spacing = _sz(img, 5.0) * p.scale
@@ -363,7 +361,7 @@ def halftone(img, p: StyleParams, rng):
     cx = np.clip(((cu * math.cos(th) - cv * math.sin(th)) * spacing), 0, w - 1).astype(np.int64)
     cy = np.clip(((cu * math.sin(th) + cv * math.cos(th)) * spacing), 0, h - 1).astype(np.int64)
     dark = 1 - lum[cy, cx]
-    radius = 0.72 * np.sqrt(np.clip(dark, 0, 1)) + 0.06
+    radius = 0.62 * np.sqrt(np.clip(dark, 0, 1)) + 0.06
     dots = smoothstep(radius + 0.06, radius - 0.06, d)
     dot_col = _ink(stops) * 0.6 if p.extra.get("black_dots", True) else stops[0]
     out = flat * (1 - 0.85 * dots[..., None]) + dot_col * 0.85 * dots[..., None]
@@ -447,7 +445,7 @@ def sample_params(technique: str, palette: str, stroke: str, rng: np.random.Gene
         technique=technique, palette=palette, stroke=stroke,
         grain=GRAIN_WORDS[int(rng.integers(len(GRAIN_WORDS)))],
         mix=float(rng.uniform(0.7, 1.0)),
-        gamma=float(np.exp(rng.uniform(-0.35, 0.35))),
+        gamma=float(np.exp(rng.uniform(-0.3, 0.3))),
         angle=float(rng.uniform(0, np.pi)),
         outline=float(rng.uniform(0.1, 1.0)),
         extra=extra,

@@ -3,9 +3,10 @@
 Following Ustyuzhaninov et al. (2016, "Texture synthesis using shallow convolutional networks
 with random filters"), no trained network is needed: a small multi-scale CNN with random,
 untrained filters (drawn from ``filter_seed``, so the network is the same in every process)
-gives Gram matrices that capture texture. The image starts from the content plus a faint
-seeded noise and is optimised with Adam so that its Gram matrices at every layer approach the
-style's while its features at ``content_layer`` stay close to the content's.
+gives Gram statistics that capture texture. The image starts from the content plus a faint
+seeded noise and is optimised with Adam so that the channel means and centred Gram matrices of
+the image and of every layer approach the style's, while its features at ``content_layer``
+(0 is the image itself) stay close to the content's.
 """
 from __future__ import annotations
 
@@ -95,7 +96,8 @@ class RandomFilterGram(NSTMethod):
     def prepare_style(self, style: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The style's channel means (1, F) and centred Gram matrix (1, F, F) at every layer."""
         with torch.no_grad():
-            return [_statistics(f) for f in self._features(style.to(self.device, torch.float32)[None])]
+            features = self._features(style.to(self.device, torch.float32)[None])
+        return [_statistics(f) for f in features]
 
     def _loss(self, image: torch.Tensor, style_statistics: list[tuple[torch.Tensor, torch.Tensor]],
               content_target: torch.Tensor, style_weight: float) -> torch.Tensor:
@@ -121,9 +123,10 @@ class RandomFilterGram(NSTMethod):
         noise = torch.randn((1, *contents.shape[1:]), generator=generator).to(self.device)
         with torch.no_grad():
             content_target = self._features(contents)[self.content_layer]
-        image = (contents + _START_NOISE * noise).clamp(0.0, 1.0).requires_grad_(True)
-        optimiser = torch.optim.Adam([image], lr=self.lr)
-        with torch.enable_grad():
+        # Callers may run every method under no_grad or inference_mode; this one needs autograd.
+        with torch.inference_mode(False), torch.enable_grad():
+            image = (contents + _START_NOISE * noise).clamp(0.0, 1.0).requires_grad_(True)
+            optimiser = torch.optim.Adam([image], lr=self.lr)
             for _ in range(self.iterations):
                 optimiser.zero_grad(set_to_none=True)
                 self._loss(image, style_state, content_target, float(strength)).backward()

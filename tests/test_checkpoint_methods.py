@@ -44,13 +44,13 @@ OFFICIAL_KEYS = {
 
 
 def _random_state(module: nn.Module, seed: int) -> dict[str, torch.Tensor]:
-    """Random weights that keep activations alive through deep stacks (He-normal convs)."""
+    """Random weights that keep activations alive through deep stacks (scaled normal convs)."""
     generator = torch.Generator().manual_seed(seed)
     state = {}
     for key, value in module.state_dict().items():
         if key.endswith("weight") and value.dim() == 4:
             fan_in = value[0].numel()
-            state[key] = torch.randn(value.shape, generator=generator) * (2.0 / fan_in) ** 0.5
+            state[key] = torch.randn(value.shape, generator=generator) * (1.5 / fan_in) ** 0.5
         else:
             state[key] = torch.rand(value.shape, generator=generator) * 0.1
     return state
@@ -90,6 +90,18 @@ def images(tmp_path_factory) -> tuple[torch.Tensor, torch.Tensor]:
     return contents, style
 
 
+@pytest.fixture(scope="module")
+def method(checkpoints):
+    """Each method built once from the checkpoint folder (loading the VGG takes a while)."""
+    built = {}
+
+    def get(name: str):
+        if name not in built:
+            built[name] = create_method(name, dir=checkpoints)
+        return built[name]
+    return get
+
+
 @pytest.mark.parametrize("file_name", sorted(OFFICIAL_KEYS))
 def test_checkpoint_files_have_the_published_layout(checkpoints, file_name):
     count, keys = OFFICIAL_KEYS[file_name]
@@ -113,9 +125,9 @@ METHODS = ("adain", "sanet", "pama", "cast")
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_method_stylizes_a_batch_deterministically(checkpoints, images, name):
+def test_method_stylizes_a_batch_deterministically(method, images, name):
     contents, style = images
-    method = create_method(name, dir=checkpoints)
+    method = method(name)
     state = method.prepare_style(style)
     first = method.stylize(contents, state)
     assert first.shape == contents.shape and first.dtype == torch.float32
@@ -128,25 +140,33 @@ def test_method_stylizes_a_batch_deterministically(checkpoints, images, name):
 
 
 @pytest.mark.parametrize("name", ("adain", "sanet", "pama"))
-def test_odd_sizes_come_back_at_the_content_size(checkpoints, images, name):
+def test_odd_sizes_come_back_at_the_content_size(method, images, name):
     contents, style = images
     odd = contents[:, :, :50, :58]  # not a multiple of 8 or 16
-    assert create_method(name, dir=checkpoints)(odd, style).shape == odd.shape
+    assert method(name)(odd, style).shape == odd.shape
 
 
-def test_adain_transfers_the_style_statistics(checkpoints, images):
+def test_adain_transfers_the_style_statistics(method, images):
     contents, style = images
-    method = create_method("adain", dir=checkpoints)
+    method = method("adain")
     features = _decoder_input(method, lambda: method(contents, style))
     style_mean, style_std = mean_std(method.encode(style[None]))
     mean, std = mean_std(features)
     torch.testing.assert_close(mean, style_mean.expand_as(mean), rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(std, style_std.expand_as(std), rtol=1e-3, atol=1e-4)
+    # The std is the style's, up to the 1e-5 variance epsilon (added when normalising the
+    # content and again when measuring): exact for varied channels, damped for flat ones.
+    eps = 1e-5
+    _, content_std = mean_std(method.encode(contents))
+    expected = (style_std ** 2 * (1 - eps / content_std ** 2) + eps).sqrt()
+    torch.testing.assert_close(std, expected, rtol=1e-3, atol=1e-5)
+    varied = (content_std > 0.05) & (style_std > 0.05)
+    assert varied.sum() > 50
+    torch.testing.assert_close(std[varied], style_std.expand_as(std)[varied], rtol=1e-2, atol=0)
 
 
-def test_adain_strength_zero_decodes_the_content_features(checkpoints, images):
+def test_adain_strength_zero_decodes_the_content_features(method, images):
     contents, style = images
-    method = create_method("adain", dir=checkpoints)
+    method = method("adain")
     features = _decoder_input(method, lambda: method(contents, style, strength=0.0))
     assert torch.equal(features, method.encode(contents))
     half_way = _decoder_input(method, lambda: method(contents, style, strength=0.5))
@@ -166,9 +186,9 @@ def test_colour_matching_gives_the_target_colour_mean_and_covariance(images):
         torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-5)
 
 
-def test_adain_preserve_color_recolours_the_style_per_content(checkpoints, images):
+def test_adain_preserve_color_recolours_the_style_per_content(checkpoints, method, images):
     contents, style = images
-    plain = create_method("adain", dir=checkpoints)
+    plain = method("adain")
     keeping = create_method("adain", dir=checkpoints, preserve_color=True)
     assert keeping.options()["preserve_color"] is True
     output = keeping(contents, style)
@@ -178,19 +198,22 @@ def test_adain_preserve_color_recolours_the_style_per_content(checkpoints, image
     assert not torch.allclose(output, plain(contents, style))
 
 
-def test_sanet_strength_zero_decodes_the_content_relu4_1(checkpoints, images):
+def test_sanet_strength_zero_decodes_the_content_relu4_1(method, images):
     contents, style = images
-    method = create_method("sanet", dir=checkpoints)
+    method = method("sanet")
     features = _decoder_input(method, lambda: method(contents, style, strength=0.0))
     assert torch.equal(features, method.encoder(contents)["relu4_1"])
 
 
-def test_cast_uses_256px_inputs_in_minus_one_to_one(checkpoints, images):
+def test_cast_uses_256px_inputs_in_minus_one_to_one(method, images):
     contents, style = images
-    method = create_method("cast", dir=checkpoints)
+    method = method("cast")
     seen = []
-    method.encoder.enc_1.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
-    method(contents, style)
+    hook = method.encoder.enc_1.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    try:
+        method(contents, style)
+    finally:
+        hook.remove()
     assert [tuple(x.shape[-2:]) for x in seen] == [(256, 256), (256, 256)]
     assert all(x.min() >= -1.0 and x.max() <= 1.0 and x.min() < 0 for x in seen)
 
@@ -237,6 +260,7 @@ def test_missing_file_names_the_path(checkpoints, tmp_path):
 def test_missing_option_and_missing_published_file_are_named(tmp_path):
     with pytest.raises(TypeError, match="transformer"):
         create_method("sanet", vgg="v.pth", decoder="d.pth")
+    (tmp_path / "vgg_normalised.pth").touch()
     with pytest.raises(FileNotFoundError, match=r"decoder_iter_\*\.pth"):
         create_method("sanet", dir=tmp_path)
 

@@ -1,6 +1,7 @@
 """Stage 1 end to end: real files, real Ray (local, bounded), real shards."""
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -168,3 +169,28 @@ def test_script_imports_the_stylize_package_not_itself(tmp_path):
              "print(importlib.util.find_spec('stylize').origin)")
     shadowed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert shadowed.stdout.strip().endswith("pipeline/stylize.py"), "the guarded clash is real"
+
+
+@pytest.mark.slow
+def test_ray_job_submit_against_a_local_head(small_manifests, ray_env, tmp_path):
+    content, style = small_manifests
+    ray = str(Path(sys.executable).with_name("ray"))
+    port, dash = "6391", "8271"
+    # Ray's head requires token authentication: the head, the CLI and the job share one token.
+    ray_env = {**ray_env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    head = [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+            f"--dashboard-port={dash}", "--num-cpus=2", "--object-store-memory=100000000",
+            "--disable-usage-stats"]
+    started = subprocess.run(head, env=ray_env, capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        out = tmp_path / "job-shards"
+        job = subprocess.run(
+            [ray, "job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={REPO}",
+             "--", sys.executable, "pipeline/stylize.py", "--out", str(out), *_overrides(content, style)],
+            env=ray_env, capture_output=True, text=True, timeout=400)
+        assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+        assert "succeeded" in job.stdout
+        assert read_info(out / "train")["samples"] > 0
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=ray_env, capture_output=True, timeout=120)

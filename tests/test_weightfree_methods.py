@@ -165,6 +165,13 @@ def test_half_strength_lies_between(method, images):
     assert 0.0 < (half - contents).abs().mean() < (full - contents).abs().mean()
 
 
+def test_runs_under_inference_mode(method, outputs, images):
+    # Stage 1 may wrap every method in inference_mode; optimisation-based ones must still work.
+    with torch.inference_mode():
+        output = method(images["shapes"][None], images["style"], seed=0)[0]
+    assert torch.allclose(output, outputs["shapes"], atol=0.03)
+
+
 def test_created_by_name_from_its_recorded_options(method, images):
     rebuilt = create_method(method.name, **method.options())
     contents = images["stripes"][None]

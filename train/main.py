@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from common.config import add_config_args, load_config, save_config
 from shards.reader import ShardError
 from train.checkpoint import last_checkpoint_path, load_checkpoint, save_checkpoint
-from train.data import batch_iterator
+from train.data import batch_iterator, train_shards
 from train.loss import multi_positive_infonce, two_view_loss
 from train.model import ModelConfigError, build_encoder
 
@@ -249,6 +249,7 @@ def run_training(cfg: dict, shards: Path, out: Path, resume: bool = False) -> di
     Summary keys: steps, start_step, first_loss, final_loss, samples_per_s, data_fraction
     (share of the timed loop spent waiting for batches), checkpoint, run_dir.
     """
+    train_shards(shards)  # fail fast on missing shards, before building the model
     env = init_distributed()
     if env.device.type == "cpu":
         torch.set_num_threads(cfg["train"]["threads"])

@@ -1,0 +1,150 @@
+"""Retrieval metrics against a plain per-query reference, hand-made rankings and a hand-built
+split with known style and content answers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evaluation.embed import SplitEmbeddings
+from evaluation.metrics import nearest_neighbours, rank_queries
+from evaluation.scoring import score_crops, score_test_split
+
+
+def reference_ranking(queries, query_labels, gallery=None, gallery_labels=None):
+    """Per-query loops in the manner of scikit-learn's average_precision_score: sort the
+    gallery by score, walk the distinct score thresholds, sum recall steps x precision."""
+    same_set = gallery is None
+    if same_set:
+        gallery, gallery_labels = queries, query_labels
+    aps, first_hits = [], []
+    for q, query in enumerate(queries):
+        keep = [j for j in range(len(gallery)) if not (same_set and j == q)]
+        scores = np.array([float(gallery[j] @ query) for j in keep])
+        relevant = np.array([gallery_labels[j] == query_labels[q] for j in keep])
+        if not relevant.any():
+            aps.append(np.nan)
+            first_hits.append(0)
+            continue
+        order = np.argsort(-scores, kind="stable")
+        ap, seen, true_seen, previous_recall = 0.0, 0, 0, 0.0
+        for threshold in sorted(set(scores.tolist()), reverse=True):
+            at = scores[order] == threshold
+            seen += int(at.sum())
+            true_seen += int(relevant[order][at].sum())
+            recall = true_seen / relevant.sum()
+            ap += (recall - previous_recall) * true_seen / seen
+            previous_recall = recall
+        best = scores[relevant].max()
+        aps.append(ap)
+        first_hits.append(int(((scores >= best) & ~relevant).sum()) + 1)
+    return np.array(aps), np.array(first_hits)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 1000])
+def test_matches_reference_on_random_embeddings(chunk_size):
+    rng = np.random.default_rng(chunk_size)
+    embeddings = rng.normal(size=(150, 6))
+    labels = rng.integers(0, 25, size=150)
+    ranking = rank_queries(embeddings, labels, chunk_size=chunk_size, device="cpu")
+    expected_ap, expected_first = reference_ranking(embeddings, labels)
+    assert np.isnan(ranking.ap).tolist() == np.isnan(expected_ap).tolist()
+    assert np.nanmax(np.abs(ranking.ap - expected_ap)) < 1e-6
+    assert (ranking.first_hit == expected_first).all()
+    assert ranking.mean_ap() == pytest.approx(100 * np.nanmean(expected_ap), abs=1e-6)
+
+
+@pytest.mark.parametrize("chunk_size", [3, 50])
+def test_matches_reference_with_ties_and_a_separate_gallery(chunk_size):
+    rng = np.random.default_rng(1)
+    # Small integer vectors: many exactly equal scores.
+    queries = rng.integers(-1, 2, size=(60, 3)).astype(np.float64)
+    gallery = rng.integers(-1, 2, size=(40, 3)).astype(np.float64)
+    query_labels, gallery_labels = rng.integers(0, 6, 60), rng.integers(0, 6, 40)
+    expected_ap, expected_first = reference_ranking(queries, query_labels, gallery, gallery_labels)
+    ranking = rank_queries(queries, query_labels, gallery, gallery_labels, chunk_size=chunk_size,
+                           device="cpu")
+    assert np.nanmax(np.abs(ranking.ap - expected_ap)) < 1e-6
+    assert (ranking.first_hit == expected_first).all()
+    # The rank-only path (IR-1) follows the same tie rule.
+    rank_only = rank_queries(queries, query_labels, gallery, gallery_labels,
+                             chunk_size=chunk_size, device="cpu", with_ap=False)
+    assert (rank_only.first_hit == expected_first).all() and np.isnan(rank_only.ap).all()
+
+
+def _one_query(gallery_scores, gallery_relevant):
+    """A query whose gallery scores are given directly (1-d embeddings, query = [1])."""
+    gallery = np.array(gallery_scores, dtype=np.float64)[:, None]
+    labels = ["a" if rel else f"x{i}" for i, rel in enumerate(gallery_relevant)]
+    return rank_queries(np.ones((1, 1)), ["a"], gallery, labels, device="cpu")
+
+
+def test_perfect_ranking_is_100():
+    ranking = _one_query([0.9, 0.8, 0.3, 0.1], [True, True, False, False])
+    assert ranking.mean_ap() == pytest.approx(100.0)
+    assert ranking.recall(1) == 100.0
+
+
+def test_reversed_ranking():
+    ranking = _one_query([0.9, 0.8, 0.3, 0.1], [False, False, True, True])
+    assert ranking.mean_ap() == pytest.approx(100 * (1 / 3 + 2 / 4) / 2)
+    assert ranking.first_hit.tolist() == [3]
+    assert ranking.recall(1) == 0.0 and ranking.recall(3) == 100.0
+
+
+def test_ties_are_pessimistic():
+    # A relevant item tied with two irrelevant ones shares their precision: 1/3, not 1.
+    ranking = _one_query([0.5, 0.5, 0.5, 0.1], [True, False, False, True])
+    assert ranking.mean_ap() == pytest.approx(100 * (1 / 3 + 2 / 4) / 2)
+    assert ranking.recall(1) == 0.0
+    # Relevant items tied with each other at the top are a perfect ranking.
+    ranking = _one_query([0.9, 0.9, 0.1], [True, True, False])
+    assert ranking.mean_ap() == pytest.approx(100.0) and ranking.recall(1) == 100.0
+
+
+def test_query_is_not_its_own_match_and_unanswerable_queries_are_skipped():
+    embeddings = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    ranking = rank_queries(embeddings, ["a", "a", "b"], device="cpu")
+    assert np.isnan(ranking.ap[2]) and ranking.first_hit[2] == 0
+    assert ranking.mean_ap() == pytest.approx(100.0)   # over the two answerable queries
+    assert ranking.recall(1) == 100.0
+
+
+def test_empty_inputs_are_rejected():
+    with pytest.raises(ValueError, match="empty"):
+        rank_queries(np.zeros((0, 4)), [], device="cpu")
+
+
+def _hand_split() -> SplitEmbeddings:
+    # Dimensions 0/1 carry style A/B, 2/3 carry content x/y (weakly).
+    images = np.array([[1, 0, 0.1, 0], [1, 0, 0, 0.1], [0, 1, 0.1, 0], [0, 1, 0, 0.1]])
+    references = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+    # Content x's source image also looks a bit like style A, so image 1 (A, content y) is
+    # nearer to x than to its own content y: one content IR-1 miss out of four.
+    contents = np.array([[0.5, 0, 1, 0], [0, 0, 0, 1.0]])
+    return SplitEmbeddings(
+        split="test-hand", style_ids=np.array(["A", "A", "B", "B"]),
+        content_ids=np.array(["x", "y", "x", "y"]), indices=np.arange(4),
+        reference_ids=np.array(["A", "B"]), images={"m": images}, references={"m": references},
+        content_gallery_ids=np.array(["x", "y"]), contents={"m": contents})
+
+
+def test_split_scores_on_a_hand_built_split():
+    scores = score_test_split(_hand_split(), "m", chunk_size=2, device="cpu")
+    assert scores["style_map"] == pytest.approx(100.0)
+    assert scores["style_ir1"] == pytest.approx(100.0)
+    # Every image's same-content partner ranks second, behind its same-style partner.
+    assert scores["content_map"] == pytest.approx(50.0)
+    assert scores["content_ir1"] == pytest.approx(75.0)
+    assert scores["style_recall1"] == scores["style_recall10"] == pytest.approx(100.0)
+
+
+def test_crops_scores():
+    split = _hand_split()
+    # Crops relevance is the source image (style_ids); content plays no part.
+    assert score_crops(split, "m", chunk_size=3, device="cpu") == {"map": pytest.approx(100.0),
+                                                                   "top1": pytest.approx(100.0)}
+
+
+def test_nearest_neighbours_skip_the_query():
+    embeddings = np.array([[1.0, 0.0], [0.8, 0.2], [0.0, 1.0], [0.9, 0.1]])
+    assert nearest_neighbours(embeddings, [0, 2], k=2).tolist() == [[3, 1], [1, 3]]

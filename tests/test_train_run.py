@@ -1,0 +1,130 @@
+"""Training end to end on real tar shards: torchrun with two gloo ranks on uneven shards,
+NaN stop keeping the last good checkpoint, exact resume, and the data stream's guarantees."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.config import load_config
+from shard_factory import make_split
+from shards.reader import ShardError
+from train.data import StyleBatches, batch_iterator, label_id, train_shards
+from train.main import INJECT_NAN_ENV, main, run_training
+from train.model import load_encoder
+
+REPO = Path(__file__).resolve().parents[1]
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+TINY = ["train.image_size=32", "train.model.vit.name=vit_tiny_patch16_224", "train.model.vit.patch_size=8",
+        "train.model.vgg.max_layer=relu2_1", "train.groups_per_batch=3", "train.images_per_group=2",
+        "train.threads=1", "train.log_every=2", "train.warmup_steps=2", "train.shuffle_buffer=4"]
+
+
+def tiny_cfg(*overrides: str) -> dict:
+    return load_config(None, TINY + list(overrides))
+
+
+@pytest.fixture(scope="module")
+def uneven_shards(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("shards")
+    make_split(root, "train", n_styles=10, per_style=3, size=32, groups_per_shard=4)  # 4 + 4 + 2
+    return root
+
+
+def torchrun(shards: Path, out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "train/main.py",
+               "--shards", str(shards), "--out", str(out), *extra, *TINY,
+               "train.num_workers=1", "train.steps=6", "train.checkpoint_every=2"]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240,
+                          env=dict(os.environ, **(env or {})))
+
+
+def rank_steps(run: Path) -> list[int]:
+    return [json.loads((run / "ranks" / f"rank-{r}.json").read_text())["steps"] for r in (0, 1)]
+
+
+def test_torchrun_uneven_shards_nan_stop_and_exact_resume(uneven_shards, tmp_path):
+    straight = torchrun(uneven_shards, tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    assert rank_steps(tmp_path / "straight") == [6, 6]
+    logged = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1, 2, 4, 6]
+    assert all({"loss", "lr", "samples_per_s", "eta_s"} <= r.keys() for r in logged)
+    encoder, cfg = load_encoder(tmp_path / "straight" / "checkpoints" / "last.pt")
+    assert cfg["train"]["steps"] == 6 and encoder(torch.rand(2, 3, 32, 32)).shape == (2, 128)
+
+    # A NaN at step 5 stops both ranks; the checkpoint of step 4 stays as it was.
+    interrupted = tmp_path / "interrupted"
+    stopped = torchrun(uneven_shards, interrupted, env={INJECT_NAN_ENV: "5"})
+    assert stopped.returncode != 0
+    assert "non-finite loss" in stopped.stderr and "at step 5" in stopped.stderr
+    saved = torch.load(interrupted / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["step"] == 4 and saved["data_position"]["batches"] == 4
+    assert not list((interrupted / "checkpoints").glob("*.tmp"))
+
+    # Resuming from step 4 ends exactly where the uninterrupted run did.
+    resumed = torchrun(uneven_shards, interrupted, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert '"start_step": 4' in resumed.stdout
+    final = torch.load(interrupted / "checkpoints" / "last.pt", weights_only=True)
+    reference = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    assert final["step"] == 6
+    for key, value in reference["model"].items():
+        assert torch.allclose(final["model"][key], value, atol=1e-6), key
+
+
+def test_no_nst_mode_with_two_view_term_trains_in_process(tmp_path):
+    shards = tmp_path / "shards"
+    make_split(shards, "train", n_styles=12, per_style=2, size=32, groups_per_shard=6, styles_per_group=3)
+    cfg = tiny_cfg("train.mode=no_nst", "train.ss_weight=0.5", "train.num_workers=0",
+                   "train.steps=2", "train.checkpoint_every=1")
+    batch = next(batch_iterator(shards, cfg["train"], 0, rank=0, world_size=1))
+    assert batch["images"].shape == batch["views"].shape == (6, 3, 32, 32)
+    groups = batch["labels"].view(3, 2)
+    assert (groups[:, 0] == groups[:, 1]).all() and len(set(groups[:, 0].tolist())) == 3
+    assert set(groups[:, 0].tolist()) <= {label_id(f"g{i}") for i in range(4)}
+    summary = run_training(cfg, shards, tmp_path / "run")
+    assert summary["steps"] == 2 and summary["final_loss"] > 0
+    assert (tmp_path / "run" / "config.yaml").exists() and Path(summary["checkpoint"]).exists()
+
+
+def test_stream_is_a_function_of_its_position(uneven_shards):
+    cfg = tiny_cfg("train.num_workers=0")["train"]
+    from_start = iter(StyleBatches(train_shards(uneven_shards), cfg, seed=0, rank=0, world_size=1))
+    batches = [next(from_start) for _ in range(5)]
+    resumed = next(iter(StyleBatches(train_shards(uneven_shards), cfg, seed=0, rank=0, world_size=1,
+                                     start_batch=4)))
+    assert torch.equal(resumed["images"], batches[4]["images"])
+    assert torch.equal(resumed["labels"], batches[4]["labels"])
+    # Each group: K stylizations then its style image, all with one label.
+    assert batches[0]["images"].shape == (9, 3, 32, 32)
+    assert (batches[0]["labels"].view(3, 3) == batches[0]["labels"].view(3, 3)[:, :1]).all()
+
+
+def test_fewer_shards_than_workers_still_feeds_every_worker(tmp_path):
+    make_split(tmp_path, "train", n_styles=3, per_style=2, size=32, groups_per_shard=3)  # one shard
+    cfg = tiny_cfg("train.num_workers=2")["train"]
+    stream = batch_iterator(tmp_path, cfg, 0, rank=0, world_size=1)
+    labels = [next(stream)["labels"] for _ in range(4)]  # batches from both workers, several epochs
+    assert all(len(l) == 9 for l in labels)
+
+
+def test_missing_or_incomplete_shards_say_what_to_do(tmp_path):
+    with pytest.raises(ShardError, match="not found"):
+        train_shards(tmp_path / "absent")
+    with pytest.raises(ShardError, match="no 'train' split"):
+        train_shards(tmp_path)
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "shard-000000.tar").write_bytes(b"")
+    with pytest.raises(ShardError, match="no complete shards"):
+        train_shards(tmp_path)
+
+
+def test_cli_reports_config_typos_and_missing_shards(tmp_path, capsys):
+    assert main(["--shards", str(tmp_path), "--out", str(tmp_path / "run"), "train.stpes=3"]) == 2
+    assert "did you mean 'steps'" in capsys.readouterr().err
+    assert main(["--shards", str(tmp_path / "none"), "--out", str(tmp_path / "run")] + TINY) == 2
+    assert "shards directory not found" in capsys.readouterr().err
