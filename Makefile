@@ -26,7 +26,7 @@ demo: setup
 	$(BIN)/python pipeline/demo.py --config $(CONFIG) --out $(OUT)
 
 bench: setup
-	$(BIN)/python pipeline/bench.py --config $(CONFIG) --out $(OUT)/bench
+	$(BIN)/python benchmarks/bench_pipeline.py --config $(CONFIG) --out $(OUT)/bench
 
 clean:
 	rm -rf $(OUT)

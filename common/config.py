@@ -19,7 +19,7 @@ DEFAULT_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"
 RESOLVED_NAME = "config.yaml"
 
 # Sections whose children are free-form (e.g. per-method options): new keys are allowed there.
-OPEN_SECTIONS = ("stylize.methods",)
+OPEN_SECTIONS = ("stylize.methods", "demo.variants")
 
 
 class ConfigError(ValueError):

@@ -86,8 +86,9 @@ def _chunk_average_precision(scores: torch.Tensor, relevant: torch.Tensor,
     # bucket[j] = how many relevant scores are <= score j, i.e. item j is retrieved no later
     # than the relevant items ascending[:bucket[j]].
     bucket = torch.searchsorted(ascending, scores, right=True)
+    ones = torch.ones(1, dtype=bucket.dtype, device=scores.device).expand_as(bucket)  # no (c, N) copy
     histogram = torch.zeros(scores.shape[0], ascending.shape[1] + 1, dtype=torch.int64,
-                            device=scores.device).scatter_add_(1, bucket, torch.ones_like(bucket))
+                            device=scores.device).scatter_add_(1, bucket, ones)
     # retrieved[:, i] = gallery items scoring >= ascending[:, i] (the item itself included).
     retrieved = histogram.flip(1).cumsum(1).flip(1)[:, 1:]
     # relevant items scoring >= ascending[:, i], ties included.

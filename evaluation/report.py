@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +19,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from evaluation.scoring import CROPS_METRICS, LOWER_IS_BETTER, TEST_METRICS  # noqa: E402
+from evaluation.splits import CROPS_SPLIT, SplitRoles  # noqa: E402
 
 Results = dict[str, dict[str, dict[str, float]]]
 
@@ -27,19 +27,6 @@ METRIC_TITLES = {"style_map": "Style mAP", "style_ir1": "Style IR-1",
                  "content_map": "Content mAP", "content_ir1": "Content IR-1",
                  "style_recall1": "Style recall@1", "style_recall10": "Style recall@10",
                  "map": "Crops mAP", "top1": "Crops top-1 accuracy"}
-CROPS_SPLIT = "crops"
-
-
-@dataclass
-class SplitRoles:
-    """Which test splits are averaged (training methods) and which is shown apart (held out)."""
-
-    train: list[str]
-    held_out: str | None
-    other: list[str]
-
-    def columns(self) -> list[str]:
-        return self.train + self.other + ([self.held_out] if self.held_out else [])
 
 
 def _finite_or_none(value: float) -> float | None:

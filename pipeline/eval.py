@@ -16,21 +16,17 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from common.config import ConfigError, add_config_args, load_config, save_config  # noqa: E402
-from evaluation.baselines import build_baseline  # noqa: E402
-from evaluation.embed import (Embedder, EvalError, SplitEmbeddings, content_manifest_path,  # noqa: E402
+from evaluation.embed import (EvalError, SplitEmbeddings, content_manifest_path,  # noqa: E402
                               embed_split, load_split_images)
 from evaluation.metrics import default_device, nearest_neighbours  # noqa: E402
-from evaluation.report import (CROPS_SPLIT, Results, SplitRoles, markdown_report,  # noqa: E402
-                               plot_retrieval_grid, plot_style_vs_content, train_average,
-                               write_json)
+from evaluation.models import build_models  # noqa: E402
+from evaluation.report import (Results, markdown_report, plot_retrieval_grid,  # noqa: E402
+                               plot_style_vs_content, train_average, write_json)
 from evaluation.scoring import score_crops, score_test_split  # noqa: E402
-from shards.reader import ShardError, list_splits  # noqa: E402
-from train.model import load_encoder  # noqa: E402
-
-TEST_PREFIX = "test-"
+from evaluation.splits import CROPS_SPLIT, SplitRoles, split_roles  # noqa: E402
+from shards.reader import ShardError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,56 +39,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="comma-separated baselines, or 'none' (default: eval.baselines)")
     parser.add_argument("--out", required=True, help="folder for the report and embeddings")
     return parser.parse_args(argv)
-
-
-def split_roles(shards: Path, cfg: dict) -> tuple[SplitRoles, bool]:
-    """Test splits by role, and whether a crops split exists."""
-    present = list_splits(shards)
-    tests = [s for s in present if s.startswith(TEST_PREFIX)]
-    if not tests:
-        raise EvalError(f"{shards} holds no test-<method> splits (found: {present or 'nothing'}); "
-                        "point --shards at the output folder of pipeline/stylize.py")
-    train = [TEST_PREFIX + m for m in cfg["stylize"]["train_methods"] if TEST_PREFIX + m in tests]
-    held_out = TEST_PREFIX + cfg["stylize"]["held_out"]
-    held_out = held_out if held_out in tests else None
-    other = [s for s in tests if s not in train and s != held_out]
-    return SplitRoles(train=train, held_out=held_out, other=other), CROPS_SPLIT in present
-
-
-def checkpoint_name(text: str) -> tuple[str, Path]:
-    """``name=path`` or a plain path (named after its run folder: RUN/checkpoints/x.pt -> RUN)."""
-    name, sep, path = text.partition("=")
-    if sep and "/" not in name:
-        return name, Path(path)
-    path = Path(text)
-    return (path.parent.parent.name if path.parent.name == "checkpoints" else path.stem), path
-
-
-def load_checkpoint_model(name: str, path: Path, device: torch.device) -> Embedder:
-    if not path.is_file():
-        raise EvalError(f"checkpoint {name}: file not found: {path}")
-    try:
-        encoder, train_cfg = load_encoder(path, map_location=device)
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise EvalError(f"checkpoint {name} ({path}) does not fit the encoder its config "
-                        f"describes (another architecture or config?): {exc}") from None
-    return Embedder(name, encoder, train_cfg["train"]["image_size"], device)
-
-
-def build_models(args: argparse.Namespace, cfg: dict, device: torch.device) -> list[Embedder]:
-    models = [load_checkpoint_model(*checkpoint_name(text), device) for text in args.checkpoint]
-    for name in cfg["eval"]["baselines"]:
-        try:
-            net = build_baseline(name, cfg).to(device)
-        except KeyError as exc:
-            raise EvalError(str(exc.args[0])) from None
-        models.append(Embedder(name, net, cfg["eval"]["image_size"], device))
-    names = [m.name for m in models]
-    if not models:
-        raise EvalError("nothing to evaluate: give --checkpoint and/or baselines")
-    if len(set(names)) != len(names):
-        raise EvalError(f"model names must be unique, got {names}: use --checkpoint NAME=PATH")
-    return models
 
 
 def save_embeddings(split: SplitEmbeddings, out: Path) -> None:
@@ -125,7 +71,7 @@ def evaluate(args: argparse.Namespace) -> Results:
         if not manifest.is_file():
             raise EvalError(f"{shards / split}: content manifest not found: {manifest}")
     device = default_device()
-    models = build_models(args, cfg, device)
+    models = build_models(args.checkpoint, cfg, device)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out)
     print(f"evaluating {', '.join(m.name for m in models)} on {device}; splits: "

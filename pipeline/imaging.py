@@ -5,8 +5,6 @@ helper is deterministic: randomness only ever comes from a ``numpy.random.Genera
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 from PIL import Image
 

@@ -64,8 +64,7 @@ class StyleParams:
 
     def tags(self) -> list[str]:
         words = [self.technique.replace("_", " "), self.palette, *PALETTES[self.palette][1],
-                 f"{self.stroke} strokes" if self.technique in ("impasto", "hatching", "pencil", "woodcut")
-                 else self.stroke, self.grain]
+                 self.stroke, self.grain]
         if self.outline > 0.65:
             words.append("bold outlines")
         if self.gamma > 1.2:
@@ -251,16 +250,18 @@ def mosaic(img, p: StyleParams, rng):
     label = ((row - row.min()) * 4096 + (col_i - col_i.min())).astype(np.int64)
     _, label = np.unique(label, return_inverse=True)
     label = label.reshape(h, w)
-    mean = cell_means(recolour(img, p), label)
-    k = nearest_stop(mean, stops)
+    lum = tone(img, p)
+    mean = cell_means(recolour(img, p, lum=lum), label)
+    cell_tone = cell_means(lum[..., None], label)[..., 0]
+    k = np.clip(np.round(cell_tone * (len(stops) - 1)).astype(np.int64), 0, len(stops) - 1)
     n = int(label.max()) + 1
     jit = 1 + rng.uniform(-0.1, 0.1, size=n)[label]
-    col = (stops[k] * 0.7 + mean * 0.3) * jit[..., None]
+    col = (stops[k] * 0.75 + mean * 0.25) * jit[..., None]
     fu = u / tile - col_i
     fv = v / tile - row
     bevel = 1 + 0.12 * ((0.5 - fu) + (0.5 - fv))
     col = col * bevel[..., None]
-    g = 0.06 + 0.08 * p.outline
+    g = float(np.clip((0.45 + 0.6 * p.outline) / tile, 0.04, 0.2))
     grout = np.maximum(smoothstep(g + 0.04, g, np.minimum(fu, 1 - fu)), smoothstep(g + 0.04, g, np.minimum(fv, 1 - fv)))
     grout_col = np.array([0.85, 0.83, 0.78], np.float32) * (0.55 if p.extra.get("dark_grout") else 1.0)
     return col * (1 - grout[..., None]) + grout_col * grout[..., None]

@@ -231,13 +231,21 @@ def draw_face(c: Canvas, rng: np.random.Generator) -> None:
     bg = _jitter(rng, _pick(rng, BACKDROPS), 0.1)
     c.gradient(_mix(bg, np.ones(3, np.float32), 0.2), bg * rng.uniform(0.55, 0.85),
                angle=rng.uniform(-0.6, 0.6))
-    for _ in range(int(rng.integers(0, 6))):  # out-of-focus lights behind the sitter
-        c.ellipse(rng.uniform(0, 1), rng.uniform(0, 0.7), *([rng.uniform(0.04, 0.1)] * 2),
-                  _mix(bg, np.ones(3, np.float32), 0.6), alpha=0.35, soft=0.02, shade=0)
+    setting = int(rng.integers(0, 3))  # 0 studio, 1 lights behind, 2 a room (window, wall edge)
+    if setting == 1:
+        for _ in range(int(rng.integers(3, 8))):  # out-of-focus lights behind the sitter
+            c.ellipse(rng.uniform(0, 1), rng.uniform(0, 0.7), *([rng.uniform(0.04, 0.1)] * 2),
+                      _mix(bg, np.ones(3, np.float32), 0.6), alpha=0.35, soft=0.02, shade=0)
+    elif setting == 2:
+        wx = rng.uniform(-0.1, 0.6)
+        c.rect(wx, rng.uniform(0.05, 0.2), wx + rng.uniform(0.3, 0.5), rng.uniform(0.5, 0.7),
+               _mix(hex_rgb("#d8ecf8"), bg, 0.25), shade=0.4, soft=0.01)
+        ex = rng.uniform(0.7, 0.95)
+        c.rect(ex, 0.0, 1.0, 1.0, bg * rng.uniform(0.6, 0.8), shade=0.2)
 
-    cx = rng.uniform(0.38, 0.62)
-    cy = rng.uniform(0.40, 0.52)
-    rx = rng.uniform(0.17, 0.24)
+    cx = rng.uniform(0.32, 0.68)
+    cy = rng.uniform(0.38, 0.55)
+    rx = rng.uniform(0.14, 0.26)
     ry = rx * rng.uniform(1.18, 1.4)
     skin = _jitter(rng, _pick(rng, SKIN), 0.05)
     hair = _jitter(rng, _pick(rng, HAIR), 0.08)
@@ -594,8 +602,9 @@ def _wheel(c: Canvas, x: float, y: float, r: float, rim) -> None:
 
 
 def draw_vehicle(c: Canvas, rng: np.random.Generator) -> None:
-    horizon = rng.uniform(0.45, 0.6)
+    horizon = rng.uniform(0.4, 0.6)
     tint = _sky(c, rng, horizon)
+    _clouds(c, rng, int(rng.integers(0, 3)), horizon - 0.15, tint)
     if rng.random() < 0.5:  # city skyline
         x = -0.02
         while x < 1.0:
@@ -608,19 +617,20 @@ def draw_vehicle(c: Canvas, rng: np.random.Generator) -> None:
         for x in np.linspace(-0.05, 1.05, int(rng.integers(6, 12))):
             r = rng.uniform(0.05, 0.1)
             c.ellipse(x, horizon - r * 0.3, r, r, _pick(rng, FOLIAGE), shade=0.3, mode="radial", tex=0.1)
-    road_top = rng.uniform(0.66, 0.74)
+    road_top = rng.uniform(0.62, 0.78)
     c.band(horizon, road_top, _jitter(rng, hex_rgb("#a8a8a0")), _jitter(rng, hex_rgb("#8a8a84")), noise=0.08)
     asphalt = _jitter(rng, hex_rgb("#4a4a4e"), 0.15)
     c.band(road_top, 1.0, asphalt * 0.9, asphalt * 1.15, noise=0.12)
     lane = _pick(rng, [np.array([0.95, 0.95, 0.9], np.float32), np.array([0.95, 0.8, 0.2], np.float32)])
+    ground = road_top + rng.uniform(0.1, 0.16)
+    ly = min(ground + (1 - ground) * 0.5, 0.965)
     for x in np.arange(rng.uniform(-0.1, 0.1), 1.1, 0.2):
-        c.rect(x, 0.93, x + 0.1, 0.945, lane, shade=0)
+        c.rect(x, ly - 0.008, x + 0.1, ly + 0.008, lane, shade=0)
 
     kind = ["car", "car", "van", "bus", "truck"][int(rng.integers(5))]
     body = _jitter(rng, _pick(rng, VEHICLES), 0.06)
     glass = _jitter(rng, hex_rgb("#7890a8"), 0.1)
     rim = np.array([0.75, 0.76, 0.78], np.float32)
-    ground = road_top + rng.uniform(0.1, 0.16)
     L = {"car": rng.uniform(0.6, 0.8), "van": rng.uniform(0.55, 0.7), "bus": rng.uniform(0.8, 0.92),
          "truck": rng.uniform(0.75, 0.9)}[kind]
     x0 = rng.uniform(0.02, 0.98 - L)

@@ -3,7 +3,7 @@
 Usage::
 
     python pipeline/synth.py [--config configs/tiny.yaml] [--out DIR] [--contact-sheet PNG]
-                             [--force] [key.sub=value ...]
+                             [--sheet-thumb PX] [--sheet-colours N] [--force] [key.sub=value ...]
 
 Writes under the world directory (``world.dir`` by default, relative to the repository root)::
 
@@ -28,7 +28,6 @@ if __name__ == "__main__":  # run as a script: the repo root, not pipeline/, win
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
 import time  # noqa: E402
 import zlib  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -222,10 +221,10 @@ def generate_world(world_cfg: dict, seed: int, out_dir: Path, progress: bool = T
     marker = root / MARKER
     if marker.exists():
         marker.unlink()  # the world is incomplete until the marker is written again
-    for sub in ("content", "styles"):
-        if (root / sub).exists():
-            shutil.rmtree(root / sub)
-        (root / sub).mkdir()
+    for sub, prefix in (("content", "c-"), ("styles", "s-")):
+        (root / sub).mkdir(exist_ok=True)
+        for old in (root / sub).glob(f"{prefix}*.png"):  # a previous world's images, nothing else
+            old.unlink()
     for name in (CONTENT_MANIFEST, STYLE_MANIFEST):
         (root / name).unlink(missing_ok=True)
 
@@ -362,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(parser)
     parser.add_argument("--out", default=None, help="world directory (default: the config's world.dir)")
     parser.add_argument("--contact-sheet", default=None, metavar="PNG", help="also write a contact sheet here")
+    parser.add_argument("--sheet-thumb", type=int, default=96, help="contact sheet thumbnail size (px)")
+    parser.add_argument("--sheet-colours", type=int, default=None,
+                        help="quantise the contact sheet to this many colours (smaller PNG)")
     parser.add_argument("--force", action="store_true", help="regenerate even if a complete world exists")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_intermixed_args(argv)
@@ -376,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"style manifest:   {paths.style_manifest}")
     print(f"resolved config:  {config_path}")
     if args.contact_sheet:
-        sheet = contact_sheet(paths, Path(args.contact_sheet).expanduser().resolve())
+        sheet = contact_sheet(paths, Path(args.contact_sheet).expanduser().resolve(),
+                              thumb=args.sheet_thumb, max_colours=args.sheet_colours)
         print(f"contact sheet:    {sheet}")
     return 0
 

@@ -9,8 +9,9 @@ cut at relu1_1, relu2_1, relu3_1), never from VGG. The stylised image is
 part in the output, so it is not read. The published code saves the networks unwrapped;
 files saved from a ``DataParallel`` wrapper (keys ``module.*``) are accepted too.
 
-As published, both images are resized to 256x256 (bicubic) and mapped to [-1, 1]; the output
-is clamped to [-1, 1], mapped back to [0, 1] and resized to the content's size.
+As published, both images are resized to 256x256 (bicubic; the ``image_size`` option changes
+that) and mapped to [-1, 1]; the output is clamped to [-1, 1], mapped back to [0, 1] and
+resized to the content's size.
 ``strength`` blends the decoder input between the AdaIN feature (1, the published output) and
 the content's own feature (0).
 """
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylize.base import register_method
-from stylize.checkpoint import PretrainedMethod, load_into, resolve_files
+from stylize.checkpoint import PretrainedMethod, build_and_load, resolve_files
 from stylize.decoder import adain, adain_decoder, blend, mean_std
 from stylize.vgg import modules_up_to, vgg_normalised
 
@@ -74,18 +75,22 @@ def _resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
 @register_method("cast")
 class CAST(PretrainedMethod):
     def __init__(self, ae: str | Path | None = None, dec_b: str | Path | None = None,
-                 dir: str | Path | None = None, **base: Any):
+                 dir: str | Path | None = None, image_size: int = IMAGE_SIZE, **base: Any):
         super().__init__(**base)
         self._files = resolve_files(dir, {"ae": ae, "dec_b": dec_b}, PUBLISHED_FILES)
-        encoder, decoder = CastEncoder(), CastDecoder()
-        load_into(encoder, self._files["ae"], prefix_map=PREFIX_MAP, what="cast AE")
-        load_into(decoder, self._files["dec_b"], prefix_map=PREFIX_MAP, what="cast Dec_B")
-        self.encoder, self.decoder = self._place(encoder), self._place(decoder)
+        self.encoder = self._place(build_and_load(CastEncoder, self._files["ae"],
+                                                  prefix_map=PREFIX_MAP, what="cast AE"))
+        self.decoder = self._place(build_and_load(CastDecoder, self._files["dec_b"],
+                                                  prefix_map=PREFIX_MAP, what="cast Dec_B"))
+        self.image_size = int(image_size)
+
+    def options(self) -> dict:
+        return {**super().options(), "image_size": self.image_size}
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """relu4_1-level features of RGB images in [0, 1], resized and mapped as published."""
         # Bicubic overshoots; the published pipeline resizes 8-bit images, which clips it.
-        resized = _resize(images.float(), IMAGE_SIZE, IMAGE_SIZE).clamp(0.0, 1.0)
+        resized = _resize(images.float(), self.image_size, self.image_size).clamp(0.0, 1.0)
         return self.encoder(self._input(resized * 2.0 - 1.0))
 
     @torch.inference_mode()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -83,7 +83,19 @@ def load_into(module: nn.Module, path: str | Path, strict: bool = True,
         problems.append(f"shape mismatches {_describe(mismatched)}")
     if problems:
         raise CheckpointError(f"{what}: {path} does not fit the network: " + "; ".join(problems))
-    module.load_state_dict({k: state[k] for k in expected}, strict=True)
+    # assign: the file's tensors become the parameters, so a module built on the meta device
+    # (see ``build_and_load``) never allocates and initialises weights only to overwrite them.
+    module.load_state_dict({k: state[k] for k in expected}, strict=True, assign=True)
+
+
+def build_and_load(factory: Callable[[], nn.Module], path: str | Path, strict: bool = True,
+                   prefix_map: Mapping[str, str] | None = None,
+                   what: str = "checkpoint") -> nn.Module:
+    """Build ``factory()`` without initialising its weights, then load them from ``path``."""
+    with torch.device("meta"):
+        module = factory()
+    load_into(module, path, strict=strict, prefix_map=prefix_map, what=what)
+    return module
 
 
 def _latest(folder: Path, pattern: str) -> Path:

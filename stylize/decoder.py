@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylize.checkpoint import load_into
+from stylize.checkpoint import build_and_load
 from stylize.vgg import NUM_MODULES, VGGFeatures, modules_up_to, vgg_normalised
 
 # (input channels, output channels, upsample after this conv) of the decoder's convolutions.
@@ -41,9 +41,7 @@ def adain_decoder() -> nn.Sequential:
 
 
 def load_decoder(path: str | Path, strict: bool = True, what: str = "decoder") -> nn.Sequential:
-    decoder = adain_decoder()
-    load_into(decoder, path, strict=strict, what=what)
-    return decoder
+    return build_and_load(adain_decoder, path, strict=strict, what=what)
 
 
 def load_vgg_encoder(path: str | Path, layers: list[str], num_modules: int = NUM_MODULES,
@@ -54,8 +52,7 @@ def load_vgg_encoder(path: str | Path, layers: list[str], num_modules: int = NUM
     all 53); without it, extra keys in the file are ignored (PAMA's ``encoder.pth``). Modules
     past the deepest tapped layer are dropped after loading: they never run.
     """
-    vgg = vgg_normalised(num_modules)
-    load_into(vgg, path, strict=strict, what=what)
+    vgg = build_and_load(lambda: vgg_normalised(num_modules), path, strict=strict, what=what)
     depth = max(modules_up_to(name) for name in layers)
     return VGGFeatures(layers, nn.Sequential(*list(vgg)[:depth]))
 

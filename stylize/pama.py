@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylize.base import register_method
-from stylize.checkpoint import PretrainedMethod, load_into, resolve_files
+from stylize.checkpoint import PretrainedMethod, build_and_load, resolve_files
 from stylize.decoder import (RELU4_1_STRIDE, StyleAttention, blend, finish, load_decoder,
                              load_vgg_encoder, pad_to_multiple)
 
@@ -89,12 +89,9 @@ class PAMA(PretrainedMethod):
             what="pama encoder"))
         self.decoder = self._place(load_decoder(self._files["decoder"], strict=False,
                                                 what="pama decoder"))
-        self.blocks = nn.ModuleList()
-        for option in ("pama1", "pama2", "pama3"):
-            block = PAMABlock()
-            load_into(block, self._files[option], what=f"pama {option}")
-            self.blocks.append(block)
-        self._place(self.blocks)
+        self.blocks = self._place(nn.ModuleList(
+            build_and_load(PAMABlock, self._files[option], what=f"pama {option}")
+            for option in ("pama1", "pama2", "pama3")))
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(self._input(images))["relu4_1"]

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylize.base import register_method
-from stylize.checkpoint import PretrainedMethod, load_into, resolve_files
+from stylize.checkpoint import PretrainedMethod, build_and_load, resolve_files
 from stylize.decoder import (StyleAttention, blend, finish, load_decoder, load_vgg_encoder,
                              pad_to_multiple)
 
@@ -60,9 +60,8 @@ class SANet(PretrainedMethod):
         self.encoder = self._place(load_vgg_encoder(self._files["vgg"], LAYERS,
                                                     what="sanet vgg"))
         self.decoder = self._place(load_decoder(self._files["decoder"], what="sanet decoder"))
-        transform = SANetTransform()
-        load_into(transform, self._files["transformer"], what="sanet transformer")
-        self.transform = self._place(transform)
+        self.transform = self._place(build_and_load(SANetTransform, self._files["transformer"],
+                                                    what="sanet transformer"))
 
     @torch.inference_mode()
     def prepare_style(self, style: torch.Tensor) -> dict[str, tuple]:

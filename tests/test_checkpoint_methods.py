@@ -95,10 +95,11 @@ def method(checkpoints):
     """Each method built once from the checkpoint folder (loading the VGG takes a while)."""
     built = {}
 
-    def get(name: str):
-        if name not in built:
-            built[name] = create_method(name, dir=checkpoints)
-        return built[name]
+    def get(name: str, **options):
+        key = (name, *sorted(options.items()))
+        if key not in built:
+            built[key] = create_method(name, dir=checkpoints, **options)
+        return built[key]
     return get
 
 
@@ -127,7 +128,8 @@ METHODS = ("adain", "sanet", "pama", "cast")
 @pytest.mark.parametrize("name", METHODS)
 def test_method_stylizes_a_batch_deterministically(method, images, name):
     contents, style = images
-    method = method(name)
+    # CAST works at 256 px as published (checked below); 64 px keeps this test fast.
+    method = method(name, image_size=64) if name == "cast" else method(name)
     state = method.prepare_style(style)
     first = method.stylize(contents, state)
     assert first.shape == contents.shape and first.dtype == torch.float32
@@ -159,9 +161,7 @@ def test_adain_transfers_the_style_statistics(method, images):
     _, content_std = mean_std(method.encode(contents))
     expected = (style_std ** 2 * (1 - eps / content_std ** 2) + eps).sqrt()
     torch.testing.assert_close(std, expected, rtol=1e-3, atol=1e-5)
-    varied = (content_std > 0.05) & (style_std > 0.05)
-    assert varied.sum() > 50
-    torch.testing.assert_close(std[varied], style_std.expand_as(std)[varied], rtol=1e-2, atol=0)
+    assert (style_std > 3 * eps ** 0.5).sum() > 50, "the style should have varied channels"
 
 
 def test_adain_strength_zero_decodes_the_content_features(method, images):

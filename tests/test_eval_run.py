@@ -15,6 +15,7 @@ from PIL import Image
 from common.config import load_config
 from conftest import REPO_ROOT, write_images_manifest
 from evaluation.embed import EvalError, content_manifest_path, embed_split
+from evaluation.models import build_models, checkpoint_name
 from evaluation.scoring import CROPS_METRICS, TEST_METRICS
 from shard_factory import make_split
 from shards.writer import ShardWriter, write_split_info
@@ -113,16 +114,19 @@ def test_eval_rejects_shards_without_test_splits(eval_inputs, tmp_path):
     assert "no test-<method> splits" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_eval_names_a_checkpoint_of_another_architecture(eval_inputs, tmp_path):
+def test_a_checkpoint_of_another_architecture_is_named(eval_inputs, tmp_path):
     # The weights of a 16-d encoder saved with a config that describes an 8-d one.
-    good = torch.load(eval_inputs["checkpoint"], weights_only=True)
-    good["config"]["train"]["model"]["embed_dim"] = 8
-    torch.save(good, tmp_path / "mixed.pt")
-    result = _run_eval(["--shards", str(eval_inputs["shards"]), "--checkpoint", f"mixed={tmp_path / 'mixed.pt'}",
-                        "--baselines", "none", "--out", str(tmp_path / "o"), *EVAL_OVERRIDES], cwd=tmp_path)
-    assert result.returncode == 2
-    assert "checkpoint mixed" in result.stderr and "mixed.pt" in result.stderr
-    assert "Traceback" not in result.stderr
+    mixed = torch.load(eval_inputs["checkpoint"], weights_only=True)
+    mixed["config"]["train"]["model"]["embed_dim"] = 8
+    torch.save(mixed, tmp_path / "mixed.pt")
+    with pytest.raises(EvalError, match=r"checkpoint mixed \(.*mixed\.pt\) does not fit"):
+        build_models([f"mixed={tmp_path / 'mixed.pt'}"], load_config(), torch.device("cpu"))
+
+
+def test_checkpoint_names():
+    assert checkpoint_name("runs/a/checkpoints/last.pt") == ("a", Path("runs/a/checkpoints/last.pt"))
+    assert checkpoint_name("best=runs/a/x=1.pt") == ("best", Path("runs/a/x=1.pt"))
+    assert checkpoint_name("runs/x=1/step.pt") == ("step", Path("runs/x=1/step.pt"))
 
 
 def test_missing_content_manifest_is_named(eval_inputs, tmp_path):

@@ -1,0 +1,50 @@
+"""The models an evaluation compares: training checkpoints and untrained baselines."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from evaluation.baselines import build_baseline
+from evaluation.embed import Embedder, EvalError
+from train.model import load_encoder
+
+
+def checkpoint_name(text: str) -> tuple[str, Path]:
+    """``name=path`` or a plain path (named after its run folder: RUN/checkpoints/x.pt -> RUN)."""
+    name, sep, path = text.partition("=")
+    if sep and "/" not in name:
+        return name, Path(path)
+    path = Path(text)
+    return (path.parent.parent.name if path.parent.name == "checkpoints" else path.stem), path
+
+
+def load_checkpoint_model(name: str, path: Path, device: torch.device) -> Embedder:
+    """The encoder of a training checkpoint, at the image size it was trained at."""
+    if not path.is_file():
+        raise EvalError(f"checkpoint {name}: file not found: {path}")
+    try:
+        encoder, train_cfg = load_encoder(path, map_location=device)
+    except (RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+        raise EvalError(f"checkpoint {name} ({path}) does not fit the encoder its config "
+                        f"describes (another architecture or config?): {exc}") from None
+    return Embedder(name, encoder, train_cfg["train"]["image_size"], device)
+
+
+def build_models(checkpoints: Sequence[str], cfg: dict, device: torch.device) -> list[Embedder]:
+    """Checkpoints (``[name=]path``) first, then the baselines of ``eval.baselines``."""
+    models = [load_checkpoint_model(*checkpoint_name(text), device) for text in checkpoints]
+    for name in cfg["eval"]["baselines"]:
+        try:
+            net = build_baseline(name, cfg).to(device)
+        except KeyError as exc:
+            raise EvalError(str(exc.args[0])) from None
+        models.append(Embedder(name, net, cfg["eval"]["image_size"], device))
+    names = [m.name for m in models]
+    if not models:
+        raise EvalError("nothing to evaluate: give --checkpoint and/or baselines")
+    if len(set(names)) != len(names):
+        raise EvalError(f"model names must be unique, got {names}: use --checkpoint NAME=PATH")
+    return models

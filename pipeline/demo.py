@@ -1,0 +1,95 @@
+"""The main job on one config: stage 1, the published training ablations, evaluation.
+
+    python pipeline/demo.py --config configs/tiny.yaml --out demo [key=value ...]
+
+Runs the three user commands exactly as a user would (stage 1 through Ray, each training
+variant through torchrun, then evaluation), prints the report and where everything went.
+Every step resumes: a rerun skips complete shards and finished training runs.
+"""
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run as a script, pipeline/ is first on sys.path and would
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # shadow the stylize package
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+from common.config import REPO_ROOT, add_config_args, load_config, save_config  # noqa: E402
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def _run(step: str, command: list[str]) -> float:
+    """Run one user command, streaming its output; returns its wall time."""
+    print(f"\n=== {step}: {' '.join(command)}", flush=True)
+    start = time.time()
+    result = subprocess.run(command, cwd=REPO_ROOT)
+    if result.returncode != 0:
+        raise DemoError(f"{step} failed with exit code {result.returncode}")
+    seconds = time.time() - start
+    print(f"=== {step} finished in {seconds:.0f}s", flush=True)
+    return seconds
+
+
+def _torchrun() -> list[str]:
+    launcher = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    return [launcher] if launcher else [sys.executable, "-m", "torch.distributed.run"]
+
+
+def variant_overrides(cfg: dict, name: str) -> list[str]:
+    try:
+        return list(cfg["demo"]["variants"][name])
+    except KeyError:
+        known = ", ".join(cfg["demo"]["variants"])
+        raise DemoError(f"demo.run names variant '{name}', not in demo.variants ({known})") from None
+
+
+def run_demo(config: str, overrides: list[str], out: Path) -> dict:
+    cfg = load_config(config, overrides)
+    out = out.resolve()
+    save_config(cfg, out)
+    shards, runs, report = out / "shards", out / "runs", out / "eval"
+    common = ["--config", config]
+    timings = {"stage1": _run("stage 1", [sys.executable, "pipeline/stylize.py", *common,
+                                          "--out", str(shards), *overrides])}
+    checkpoints = []
+    for name in cfg["demo"]["run"]:
+        run_dir = runs / name
+        resume = ["--resume"] if (run_dir / "checkpoints" / "last.pt").exists() else []
+        command = [*_torchrun(), "--standalone", f"--nproc_per_node={cfg['demo']['nproc_per_node']}",
+                   "train/main.py", *common, "--shards", str(shards), "--out", str(run_dir),
+                   *resume, *overrides, *variant_overrides(cfg, name)]
+        timings[f"train {name}"] = _run(f"train {name}", command)
+        checkpoints += ["--checkpoint", f"{name}={run_dir / 'checkpoints' / 'last.pt'}"]
+    timings["eval"] = _run("evaluation", [sys.executable, "pipeline/eval.py", *common,
+                                          "--shards", str(shards), *checkpoints,
+                                          "--out", str(report), *overrides])
+    print("\n" + (report / "report.md").read_text())
+    print("timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+    print(f"total {sum(timings.values()) / 60:.1f} min; report: {report / 'report.md'}")
+    return timings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    parser.add_argument("--out", default="demo", type=Path, help="folder for shards, runs and report")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        run_demo(args.config, args.overrides, args.out)
+    except DemoError as exc:
+        print(f"[demo] error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
