@@ -67,6 +67,15 @@ def init_distributed() -> Distributed:
     return Distributed(rank=rank, world_size=world_size, device=device)
 
 
+def cpu_threads(configured: int | None) -> int:
+    """Torch threads per process: as configured, or the cores shared out among local ranks
+    (torchrun sets OMP_NUM_THREADS=1; more ranks x threads than cores only thrashes)."""
+    if configured:
+        return int(configured)
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, (os.cpu_count() or 1) // local_ranks)
+
+
 def lr_factor(warmup_steps: int, total_steps: int):
     """Linear warm-up to the base rate, then cosine decay to zero at ``total_steps``."""
     def factor(step: int) -> float:
@@ -252,7 +261,7 @@ def run_training(cfg: dict, shards: Path, out: Path, resume: bool = False) -> di
     train_shards(shards)  # fail fast on missing shards, before building the model
     env = init_distributed()
     if env.device.type == "cpu":
-        torch.set_num_threads(cfg["train"]["threads"])
+        torch.set_num_threads(cpu_threads(cfg["train"]["threads"]))
     out = Path(out).resolve()
     if env.is_main:
         save_config(cfg, out)
