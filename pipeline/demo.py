@@ -18,7 +18,8 @@ import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
-from common.config import REPO_ROOT, add_config_args, load_config, save_config  # noqa: E402
+from common.config import (REPO_ROOT, ConfigError, add_config_args, load_config,  # noqa: E402
+                           save_config)
 
 
 class DemoError(RuntimeError):
@@ -84,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
-        run_demo(args.config, args.overrides, args.out)
-    except DemoError as exc:
+        # The commands run from the repository root: the config path must not depend on cwd.
+        run_demo(str(Path(args.config).resolve()), args.overrides, args.out)
+    except (DemoError, ConfigError) as exc:
         print(f"[demo] error: {exc}", file=sys.stderr)
         return 1
     return 0

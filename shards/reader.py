@@ -87,8 +87,18 @@ def decode_group(sample: dict) -> StyleGroup:
                       images=images, items=items)
 
 
+def every_shard(urls: Iterable) -> Iterable:
+    """Node splitter for readers that want the whole split on every rank (e.g. an index)."""
+    return urls
+
+
 def raw_samples(urls: Iterable[str], **kwargs) -> wds.WebDataset:
-    """Stock WebDataset over the given shard paths, undecoded (bytes per member)."""
+    """Stock WebDataset over the given shard paths, undecoded (bytes per member).
+
+    Unless a ``nodesplitter`` is given, every rank reads every shard: training streams pass
+    ``wds.split_by_node`` to divide the shards among ranks instead.
+    """
+    kwargs.setdefault("nodesplitter", every_shard)
     return wds.WebDataset(list(urls), shardshuffle=False, empty_check=False, **kwargs)
 
 
