@@ -16,15 +16,20 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root wins imp
 import argparse  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
 import time  # noqa: E402
 
 import torch  # noqa: E402
 
 from common.config import REPO_ROOT, add_config_args, load_config  # noqa: E402
-from pipeline.plan import CROP_METHOD, CROPS  # noqa: E402
+import numpy as np  # noqa: E402
+
+from pipeline.plan import CROP_METHOD, CROPS, TRAIN  # noqa: E402
 from pipeline.stylize import build_plan, run_stage1  # noqa: E402
 from pipeline.worker import ShardWorker, open_image, square  # noqa: E402
 from shards.codec import pil_to_tensor  # noqa: E402
+from train.data import batch_iterator, label_id  # noqa: E402
+from train.main import compute_loss, init_distributed, setup_model  # noqa: E402
 
 
 def bench_stage1(cfg: dict, out: Path, actors: int) -> dict:
@@ -36,9 +41,13 @@ def bench_stage1(cfg: dict, out: Path, actors: int) -> dict:
     seconds = time.perf_counter() - start
     # Crops are cut, not stylized: count the stylized images only, as the bare run does.
     images = sum(s["images"] for split, s in summary.items() if split != CROPS)
+    # Time inside the actors (read, stylize, encode, write), without Ray's start-up.
+    shard_seconds = sum(json.loads(p.read_text())["seconds"] for p in target.glob("*/*.stats.json")
+                        if p.parent.name != CROPS)
     import ray
     ray.shutdown()
-    return {"actors": actors, "seconds": seconds, "images": images, "images_per_s": images / seconds}
+    return {"actors": actors, "seconds": seconds, "images": images, "images_per_s": images / seconds,
+            "per_actor_images_per_s": images / shard_seconds}
 
 
 def bench_bare_methods(cfg: dict) -> dict:
@@ -67,11 +76,70 @@ def bench_bare_methods(cfg: dict) -> dict:
     return {"seconds": seconds, "images": images, "images_per_s": images / seconds}
 
 
+def _train_rate(cfg: dict, batches, steps: int) -> float:
+    """Images/s of ``steps`` optimisation steps on batches from ``batches`` (one process)."""
+    env = init_distributed()
+    model, optimizer, _ = setup_model(cfg, env)
+    count, start = 0, None
+    for step in range(steps + 1):
+        if step == 1:  # the first step pays start-up (workers, allocations): not throughput
+            start, count = time.perf_counter(), 0
+        batch = next(batches)
+        loss = compute_loss(model, batch, cfg["train"], env)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        count += len(batch["labels"])
+    return count / (time.perf_counter() - start)
+
+
+def on_the_fly_batches(cfg: dict, worker: ShardWorker):
+    """Batches of the same shape as the shard loader's, with the NST done per step."""
+    tcfg, scfg = cfg["train"], cfg["stylize"]
+    plan, _ = build_plan(cfg)
+    groups = [g for shard in plan.shards if shard.split == TRAIN for g in shard.groups]
+    contents = sorted({(i.content_id, i.content_path) for g in groups for i in g.items})
+    rng = np.random.default_rng(0)
+    size, stylize_size = tcfg["image_size"], scfg["image_size"]
+    while True:
+        images, labels = [], []
+        for g in rng.choice(len(groups), tcfg["groups_per_batch"], replace=False):
+            group = groups[int(g)]
+            style = pil_to_tensor(square(open_image(group.style_path), stylize_size))
+            picks = rng.choice(len(contents), tcfg["images_per_group"], replace=False)
+            batch = torch.stack([pil_to_tensor(square(open_image(contents[int(i)][1]), stylize_size))
+                                 for i in picks])
+            method = scfg["train_methods"][int(rng.integers(len(scfg["train_methods"])))]
+            with torch.no_grad():
+                out = worker.method(method)(batch, style, strength=scfg["strength"], seed=0)
+            group_images = torch.cat([style[None], out.float().cpu()])
+            images.append(torch.nn.functional.interpolate(group_images, size=(size, size),
+                                                          mode="bilinear", antialias=True))
+            labels += [label_id(group.style_id)] * len(group_images)
+        yield {"images": torch.cat(images), "labels": torch.tensor(labels)}
+
+
+def bench_training(cfg: dict, shards: Path, steps: int) -> dict:
+    torch.set_num_threads(2)
+    loader = batch_iterator(shards, cfg["train"], cfg["seed"], 0, 1)
+    prebuilt = [next(loader) for _ in range(steps + 1)]
+    return {"shards": _train_rate(cfg, batch_iterator(shards, cfg["train"], cfg["seed"], 0, 1), steps),
+            "tensors": _train_rate(cfg, iter(prebuilt), steps),
+            "on_the_fly": _train_rate(cfg, on_the_fly_batches(cfg, ShardWorker(cfg, "cpu")), steps)}
+
+
+def evaluate_run(config: str, shards: Path, out: Path, overrides: list[str]) -> None:
+    """The evaluation command as a user runs it (baselines only: no checkpoint needed)."""
+    subprocess.run([sys.executable, str(REPO_ROOT / "pipeline" / "eval.py"), "--config", config,
+                    "--shards", str(shards), "--out", str(out), *overrides], check=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "demo" / "bench")
+    parser.add_argument("--train-steps", type=int, default=10, help="timed steps per training loop")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     out = args.out.resolve()
@@ -79,13 +147,29 @@ def main(argv: list[str] | None = None) -> int:
     results = {"bare_methods": bench_bare_methods(cfg)}
     for actors in (1, 2):
         results[f"stage1_{actors}"] = bench_stage1(cfg, out, actors)
+    results["training"] = bench_training(cfg, out / "stage1-2-actors", args.train_steps)
+    start = time.perf_counter()
+    evaluate_run(args.config, out / "stage1-2-actors", out / "eval", args.overrides)
+    results["eval_seconds"] = time.perf_counter() - start
     bare, one, two = results["bare_methods"], results["stage1_1"], results["stage1_2"]
     print("\n| measurement | images | seconds | images/s |\n|---|---|---|---|")
     print(f"| bare methods, 1 thread, batched | {bare['images']} | {bare['seconds']:.1f} | {bare['images_per_s']:.1f} |")
     for r in (one, two):
         print(f"| stage 1, {r['actors']} Ray actor(s), end to end | {r['images']} | {r['seconds']:.1f} | {r['images_per_s']:.1f} |")
-    print(f"\nstage 1 (1 actor) / bare methods: {one['images_per_s'] / bare['images_per_s']:.2f}")
+    print(f"\nstage 1 inside one actor (read, stylize, encode, write): "
+          f"{one['per_actor_images_per_s']:.1f} images/s = "
+          f"{one['per_actor_images_per_s'] / bare['images_per_s']:.2f} x the bare methods")
+    print(f"stage 1 end to end with 1 actor (Ray start-up included) / bare methods: "
+          f"{one['images_per_s'] / bare['images_per_s']:.2f}")
     print(f"stage 1 scaling, 2 actors / 1 actor: {two['images_per_s'] / one['images_per_s']:.2f}")
+    train = results["training"]
+    print("\n| training (1 process, 2 threads) | images/s |\n|---|---|")
+    for key, label in (("tensors", "pre-built tensors"), ("shards", "shard loader"),
+                       ("on_the_fly", "NST on the fly in the loop")):
+        print(f"| {label} | {train[key]:.1f} |")
+    print(f"\nshard loader cost: {100 * (1 - train['shards'] / train['tensors']):.1f}% of the step rate")
+    print(f"pre-stylized shards / NST on the fly: {train['shards'] / train['on_the_fly']:.1f}x")
+    print(f"evaluation (baselines on every test split and crops): {results['eval_seconds']:.1f}s")
     (out / "bench.json").write_text(json.dumps(results, indent=2))
     print(f"figures: {out / 'bench.json'}")
     return 0

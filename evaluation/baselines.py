@@ -4,7 +4,8 @@ Each baseline maps images (B, 3, H, W) in [0, 1] to L2-normalised codes. They st
 same backbones as the encoder (``train.model``): the VGG weights file and the ViT name / local
 pretrained file given there, random (seeded) weights when none is named.
 
-- ``vgg_moments``: ALADIN-like, mean and std of every ReLU layer of the normalised VGG19.
+- ``vgg_moments``: ALADIN-like, mean and std of every ReLU layer of the normalised VGG19 up to
+  ``eval.moments_max_layer`` (relu4_1: the AdaIN encoder ALADIN takes its moments from).
 - ``vgg_gram``: Gram matrices of a few VGG layers, channels compressed by a fixed random
   projection (P G Pᵀ) so relu4_1's 512x512 Gram becomes a small matrix; its upper triangle.
 - ``vit_raw``: the ViT's pooled features.
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylize.vgg import RELU_CHANNELS, RELU_NAMES, VGGFeatures, modules_up_to, vgg_normalised
+from stylize.vgg import RELU_CHANNELS, VGGFeatures, modules_up_to, vgg_normalised
 from train.model import ViTBranch, VGGMomentsBranch, load_vgg_weights
 
 
@@ -65,7 +66,8 @@ class ProjectedGram(nn.Module):
 
 
 def vgg_moments(cfg: dict) -> nn.Module:
-    vgg_cfg = dict(cfg["train"]["model"]["vgg"], max_layer=RELU_NAMES[-1], trainable=False)
+    vgg_cfg = dict(cfg["train"]["model"]["vgg"], max_layer=cfg["eval"]["moments_max_layer"],
+                   trainable=False)
     return Normalised(VGGMomentsBranch(vgg_cfg))
 
 

@@ -10,7 +10,8 @@ the pictures and the resolved config land in ``--out``.
 import sys
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not pipeline/, wins imports
+if __name__ == "__main__":  # run as a script: the repo root, not this folder, wins imports
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
 import time  # noqa: E402

@@ -14,7 +14,8 @@ step ``s`` (1-based) into NaN, to exercise the non-finite-loss stop.
 import sys
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root wins imports
+if __name__ == "__main__":  # run as a script: the repo root, not this folder, wins imports
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import json
