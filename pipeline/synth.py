@@ -46,12 +46,15 @@ from pipeline.scenes import CATEGORIES, draw_scene  # noqa: E402
 
 #: Bump when the drawing or painting code changes what a (config, seed) produces:
 #: ``ensure_world`` then regenerates worlds made by older code.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 MARKER = "_world.json"
 CONTENT_MANIFEST = "content.parquet"
 STYLE_MANIFEST = "styles.parquet"
 WORLD_KEYS = ("categories", "contents_per_category", "groups_per_category", "images_per_group",
               "content_size", "style_size")
+# Optional keys and their defaults (the behaviour of worlds that predate them): every style
+# image painted from its own subject, one palette per group.
+OPTIONAL_WORLD_KEYS = {"subjects_per_group": None, "palettes_per_group": 1}
 
 # Random stream identifiers: every image has its own generator seeded by
 # (seed, stream, category code, index...), so items never share randomness.
@@ -83,7 +86,8 @@ class GroupSpec:
     group_id: str
     category: str
     index: int
-    params: StyleParams
+    params: StyleParams                     # image 0's; the group's technique and stroke
+    image_params: tuple[StyleParams, ...]   # one per style image: palettes vary within a group
 
 
 def _paths(root: Path) -> WorldPaths:
@@ -114,8 +118,12 @@ def normalise_world(world_cfg: dict) -> dict:
     if len(set(cats)) != len(cats):
         raise WorldError(f"world.categories has duplicates: {cats}")
     out: dict = {"categories": cats}
+    world_cfg = {**OPTIONAL_WORLD_KEYS, **world_cfg}
+    if world_cfg["subjects_per_group"] is None:
+        world_cfg["subjects_per_group"] = world_cfg["images_per_group"]
     for key, lo in (("contents_per_category", 1), ("groups_per_category", 1), ("images_per_group", 1),
-                    ("content_size", 16), ("style_size", 16)):
+                    ("content_size", 16), ("style_size", 16), ("subjects_per_group", 1),
+                    ("palettes_per_group", 1)):
         value = world_cfg[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise WorldError(f"world.{key} must be an integer >= {lo}, got {value!r}")
@@ -149,9 +157,10 @@ def content_image(category: str, index: int, seed: int, size: int) -> np.ndarray
     return draw_scene(category, _rng(seed, _STREAM_CONTENT, _code(category), index), size)
 
 
-def style_source_image(category: str, group: int, image: int, seed: int, size: int) -> np.ndarray:
-    """The photo under style image ``image`` of group ``group``: its own stream, not a content."""
-    return draw_scene(category, _rng(seed, _STREAM_SOURCE, _code(category), group, image), size)
+def style_source_image(category: str, group: int, subject: int, seed: int, size: int) -> np.ndarray:
+    """Subject ``subject`` of group ``group``, painted by the group's style images: its own
+    stream, never a content photo."""
+    return draw_scene(category, _rng(seed, _STREAM_SOURCE, _code(category), group, subject), size)
 
 
 def plan_groups(world_cfg: dict, seed: int) -> list[GroupSpec]:
@@ -160,6 +169,8 @@ def plan_groups(world_cfg: dict, seed: int) -> list[GroupSpec]:
     Techniques are dealt round-robin over all groups (so each category gets a spread of
     techniques); each technique walks through its own seeded order of palettes and stroke
     sizes, so groups of one technique differ in palette and usually in stroke size too.
+    With ``palettes_per_group`` > 1 a group's images cycle through that many palettes (and
+    their own tone, grain and angle), as the images of one real project vary around a manner.
     """
     w = normalise_world(world_cfg)
     plan_rng = _rng(seed, _STREAM_PLAN)
@@ -174,17 +185,19 @@ def plan_groups(world_cfg: dict, seed: int) -> list[GroupSpec]:
             tech = TECHNIQUES[k % len(TECHNIQUES)]
             n = seen[tech]
             seen[tech] += 1
-            palette = palette_order[tech][n % len(pal_names)]
             stroke = STROKE_WORDS[(n + stroke_offset[tech]) % len(STROKE_WORDS)]
-            params = sample_params(tech, palette, stroke, _rng(seed, _STREAM_GROUP, _code(cat), g))
-            groups.append(GroupSpec(group_id(cat, g), cat, g, params))
+            variants = [sample_params(tech, palette_order[tech][(n * w["palettes_per_group"] + v) % len(pal_names)],
+                                      stroke, _rng(seed, _STREAM_GROUP, _code(cat), g, *([v] if v else [])))
+                        for v in range(w["palettes_per_group"])]
+            image_params = tuple(variants[j % len(variants)] for j in range(w["images_per_group"]))
+            groups.append(GroupSpec(group_id(cat, g), cat, g, image_params[0], image_params))
     return groups
 
 
-def style_image(spec: GroupSpec, image: int, seed: int, size: int) -> np.ndarray:
-    src = style_source_image(spec.category, spec.index, image, seed, size).astype(np.float32) / 255.0
+def style_image(spec: GroupSpec, image: int, seed: int, size: int, subjects: int) -> np.ndarray:
+    src = style_source_image(spec.category, spec.index, image % subjects, seed, size).astype(np.float32) / 255.0
     rng = _rng(seed, _STREAM_PAINT, _code(spec.category), spec.index, image)
-    return to_uint8(paint(src, spec.params, rng))
+    return to_uint8(paint(src, spec.image_params[image], rng))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,7 +220,8 @@ def _marker_payload(world_cfg: dict, seed: int, groups: list[GroupSpec]) -> dict
         "seed": int(seed),
         "world": json.loads(json.dumps(world_cfg)),
         "counts": None,
-        "groups": {g.group_id: {"category": g.category, **g.params.as_dict(), "tags": g.params.tags()}
+        "groups": {g.group_id: {"category": g.category,
+                                "images": [{**p.as_dict(), "tags": p.tags()} for p in g.image_params]}
                    for g in groups},
     }
 
@@ -258,9 +272,10 @@ def generate_world(world_cfg: dict, seed: int, out_dir: Path, progress: bool = T
         for j in range(w["images_per_group"]):
             sid = style_id(spec.category, spec.index, j)
             rel = f"styles/{sid}.png"
-            _save_png(style_image(spec, j, seed, w["style_size"]), root / rel)
+            _save_png(style_image(spec, j, seed, w["style_size"], w["subjects_per_group"]), root / rel)
+            params = spec.image_params[j]
             style_rows.append({"style_id": sid, "path": rel, "group": spec.group_id, "category": spec.category,
-                               "technique": spec.params.technique, "tags": spec.params.tags()})
+                               "technique": params.technique, "tags": params.tags()})
             tick("styles")
     _write_parquet(content_rows, CONTENT_SCHEMA, root / CONTENT_MANIFEST)
     _write_parquet(style_rows, STYLE_SCHEMA, root / STYLE_MANIFEST)
