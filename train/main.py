@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import time
 from dataclasses import dataclass
 
@@ -257,7 +258,8 @@ def run_training(cfg: dict, shards: Path, out: Path, resume: bool = False) -> di
     """Train (or, with ``resume``, continue) a run; returns a summary of it.
 
     Summary keys: steps, start_step, first_loss, final_loss, samples_per_s, data_fraction
-    (share of the timed loop spent waiting for batches), checkpoint, run_dir.
+    (share of the timed loop spent waiting for batches), peak_rss_mb (this process), checkpoint,
+    run_dir.
     """
     train_shards(shards)  # fail fast on missing shards, before building the model
     env = init_distributed()
@@ -279,6 +281,7 @@ def run_training(cfg: dict, shards: Path, out: Path, resume: bool = False) -> di
     return {"steps": steps, "start_step": start, "first_loss": figures["first_loss"],
             "final_loss": figures["final_loss"], "samples_per_s": figures["samples_per_s"],
             "data_fraction": figures["data_fraction"],
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "checkpoint": str(last_checkpoint_path(out)), "run_dir": str(out)}
 
 
