@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 from PIL import Image
@@ -64,9 +65,8 @@ def read_info(directory: str | Path) -> dict:
         raise ShardError(f"{path} is missing: was stage 1 run (and finished) for this split?") from None
 
 
-def read_index(directory: str | Path) -> "pyarrow.Table":  # noqa: F821
+def read_index(directory: str | Path) -> pa.Table:
     """All rows of a split's per-shard parquet indexes (one row per planned stylization)."""
-    import pyarrow as pa
     tables = [pq.read_table(Path(tar).with_suffix(".parquet")) for tar in complete_shards(directory)]
     if not tables:
         raise ShardError(f"no complete shards in {directory}")
