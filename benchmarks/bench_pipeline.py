@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from pipeline.plan import CROP_METHOD, CROPS, TRAIN  # noqa: E402
 from pipeline.stylize import build_plan, run_stage1  # noqa: E402
-from pipeline.worker import ShardWorker, open_image, square  # noqa: E402
+from pipeline.worker import ShardWorker, method_batches, open_image, square  # noqa: E402
 from shards.codec import pil_to_tensor  # noqa: E402
 from train.data import batch_iterator, label_id  # noqa: E402
 from train.main import compute_loss, init_distributed, setup_model  # noqa: E402
@@ -59,12 +59,15 @@ def bench_bare_methods(cfg: dict) -> dict:
     jobs = []
     for shard in plan.shards:
         for group in shard.groups:
-            items = [i for i in group.items if i.method != CROP_METHOD]
-            for start in range(0, len(items), batch_size):
-                batch = items[start:start + batch_size]
+            items = tuple(i for i in group.items if i.method != CROP_METHOD)
+            if not items:
+                continue
+            style = pil_to_tensor(square(open_image(group.style_path), size))
+            # The same batches the worker makes: one method per batch.
+            for batch in method_batches(items, batch_size):
                 contents = torch.stack([pil_to_tensor(square(open_image(i.content_path), size))
                                         for i in batch])
-                jobs.append((batch[0].method, contents, pil_to_tensor(square(open_image(group.style_path), size))))
+                jobs.append((batch[0].method, contents, style))
     for method in {m for m, _, _ in jobs}:
         worker.method(method)  # build every model before timing
     start = time.perf_counter()

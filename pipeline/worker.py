@@ -42,7 +42,7 @@ def crop_cell(image: Image.Image, row: int, col: int, grid: int, size: int) -> I
     return image.crop(box).resize((size, size), Image.BICUBIC)
 
 
-def _batches(items: tuple[PlannedItem, ...], batch_size: int) -> Iterator[list[PlannedItem]]:
+def method_batches(items: tuple[PlannedItem, ...], batch_size: int) -> Iterator[list[PlannedItem]]:
     """Consecutive runs of one method, at most ``batch_size`` long."""
     by_method: dict[str, list[PlannedItem]] = {}
     for item in items:
@@ -109,7 +109,7 @@ class ShardWorker:
             return self._crops(group, image)
         style = pil_to_tensor(square(image, self.scfg["image_size"]))
         outputs = []
-        for batch in _batches(group.items, self.scfg["ray"]["batch_size"]):
+        for batch in method_batches(group.items, self.scfg["ray"]["batch_size"]):
             outputs += self._stylize_batch(batch, style)
         return sorted(outputs, key=lambda out: out[0]["index"])
 
