@@ -19,17 +19,19 @@ import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from common.config import REPO_ROOT, add_config_args, load_config  # noqa: E402
-import numpy as np  # noqa: E402
 
 from pipeline.plan import CROP_METHOD, CROPS, TRAIN  # noqa: E402
 from pipeline.stylize import build_plan, run_stage1  # noqa: E402
 from pipeline.worker import ShardWorker, method_batches, open_image, square  # noqa: E402
 from shards.codec import pil_to_tensor  # noqa: E402
+from train.checkpoint import save_checkpoint  # noqa: E402
 from train.data import batch_iterator, label_id  # noqa: E402
 from train.main import compute_loss, init_distributed, setup_model  # noqa: E402
+from train.model import build_encoder  # noqa: E402
 
 
 def bench_stage1(cfg: dict, out: Path, actors: int) -> dict:
@@ -131,10 +133,16 @@ def bench_training(cfg: dict, shards: Path, steps: int) -> dict:
             "on_the_fly": _train_rate(cfg, on_the_fly_batches(cfg, ShardWorker(cfg, "cpu")), steps)}
 
 
-def evaluate_run(config: str, shards: Path, out: Path, overrides: list[str]) -> None:
-    """The evaluation command as a user runs it (baselines only: no checkpoint needed)."""
+def evaluate_run(cfg: dict, config: str, shards: Path, out: Path, overrides: list[str]) -> float:
+    """Seconds of the evaluation command as a user runs it: one encoder checkpoint (untrained:
+    its cost is a trained one's) next to the baselines."""
+    checkpoint = save_checkpoint(out / "encoder" / "checkpoints" / "last.pt",
+                                 {"model": build_encoder(cfg).state_dict(), "config": cfg, "step": 0})
+    start = time.perf_counter()
     subprocess.run([sys.executable, str(REPO_ROOT / "pipeline" / "eval.py"), "--config", config,
-                    "--shards", str(shards), "--out", str(out), *overrides], check=True)
+                    "--shards", str(shards), "--checkpoint", str(checkpoint),
+                    "--out", str(out / "eval"), *overrides], check=True)
+    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     for actors in (1, 2):
         results[f"stage1_{actors}"] = bench_stage1(cfg, out, actors)
     results["training"] = bench_training(cfg, out / "stage1-2-actors", args.train_steps)
-    start = time.perf_counter()
-    evaluate_run(args.config, out / "stage1-2-actors", out / "eval", args.overrides)
-    results["eval_seconds"] = time.perf_counter() - start
+    results["eval_seconds"] = evaluate_run(cfg, args.config, out / "stage1-2-actors", out, args.overrides)
     bare, one, two = results["bare_methods"], results["stage1_1"], results["stage1_2"]
     print("\n| measurement | images | seconds | images/s |\n|---|---|---|---|")
     print(f"| bare methods, 1 thread, batched | {bare['images']} | {bare['seconds']:.1f} | {bare['images_per_s']:.1f} |")
@@ -172,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label} | {train[key]:.1f} |")
     print(f"\nshard loader cost: {100 * (1 - train['shards'] / train['tensors']):.1f}% of the step rate")
     print(f"pre-stylized shards / NST on the fly: {train['shards'] / train['on_the_fly']:.1f}x")
-    print(f"evaluation (baselines on every test split and crops): {results['eval_seconds']:.1f}s")
+    print(f"evaluation (one checkpoint and the baselines on every test split and crops): "
+          f"{results['eval_seconds']:.1f}s")
     (out / "bench.json").write_text(json.dumps(results, indent=2))
     print(f"figures: {out / 'bench.json'}")
     return 0

@@ -9,18 +9,20 @@ pretrained file given there, random (seeded) weights when none is named.
 - ``vgg_gram``: Gram matrices of a few VGG layers, channels compressed by a fixed random
   projection (P G Pᵀ) so relu4_1's 512x512 Gram becomes a small matrix; its upper triangle.
 - ``vit_raw``: the ViT's pooled features.
+
+The two VGG baselines share one VGG trunk and its forward pass.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylize.vgg import RELU_CHANNELS, VGGFeatures, modules_up_to, vgg_normalised
-from train.model import ViTBranch, VGGMomentsBranch, load_vgg_weights
+from stylize.vgg import RELU_CHANNELS, RELU_INDEX, VGGFeatures, modules_up_to, vgg_normalised
+from train.model import (ViTBranch, layer_moments, load_vgg_weights, moment_norms,
+                         vgg_layers_up_to)
 
 
 class Normalised(nn.Module):
@@ -37,10 +39,9 @@ class Normalised(nn.Module):
 class ProjectedGram(nn.Module):
     """Upper triangles of P G Pᵀ per layer: G the channel Gram, P a fixed random projection."""
 
-    def __init__(self, layers: list[str], channels: int, vgg: nn.Sequential, seed: int):
+    def __init__(self, layers: list[str], channels: int, seed: int):
         super().__init__()
         self.layers = layers
-        self.features = VGGFeatures(layers, vgg)
         generator = torch.Generator().manual_seed(seed)
         for name in layers:
             width = RELU_CHANNELS[name]
@@ -50,8 +51,7 @@ class ProjectedGram(nn.Module):
         self.register_buffer("triu_rows", rows, persistent=False)
         self.register_buffer("triu_cols", cols, persistent=False)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        activations = self.features(images)
+    def forward(self, activations: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = []
         for name in self.layers:
             act = activations[name].float().flatten(2)                     # (B, C, HW)
@@ -65,34 +65,64 @@ class ProjectedGram(nn.Module):
         return torch.cat(parts, dim=1)
 
 
-def vgg_moments(cfg: dict) -> nn.Module:
-    vgg_cfg = dict(cfg["train"]["model"]["vgg"], max_layer=cfg["eval"]["moments_max_layer"],
-                   trainable=False)
-    return Normalised(VGGMomentsBranch(vgg_cfg))
+class LayerMoments(nn.Module):
+    """ALADIN's descriptor: LayerNormed mean and std of each layer (untrained norms)."""
+
+    def __init__(self, layers: list[str]):
+        super().__init__()
+        self.norms = moment_norms(layers)
+
+    def forward(self, activations: dict[str, torch.Tensor]) -> torch.Tensor:
+        return layer_moments(activations, self.norms)
 
 
-def vgg_gram(cfg: dict) -> nn.Module:
-    layers = list(cfg["eval"]["gram_layers"])
-    vgg = vgg_normalised(max(modules_up_to(name) for name in layers))
-    weights = cfg["train"]["model"]["vgg"]["weights"]
-    if weights is not None:
-        load_vgg_weights(vgg, Path(weights))
-    return Normalised(ProjectedGram(layers, cfg["eval"]["gram_channels"], vgg, cfg["seed"]))
+class VGGBaselines(nn.Module):
+    """The VGG baselines asked for, from one pass of one VGG trunk: both read activations of
+    the same network, so computing them once halves the cost of evaluating both."""
+
+    def __init__(self, names: list[str], cfg: dict):
+        super().__init__()
+        heads: dict[str, tuple[list[str], nn.Module]] = {}
+        if "vgg_moments" in names:
+            layers = vgg_layers_up_to(cfg["eval"]["moments_max_layer"])
+            heads["vgg_moments"] = (layers, LayerMoments(layers))
+        if "vgg_gram" in names:
+            layers = list(cfg["eval"]["gram_layers"])
+            heads["vgg_gram"] = (layers, ProjectedGram(layers, cfg["eval"]["gram_channels"], cfg["seed"]))
+        wanted = sorted({layer for layers, _ in heads.values() for layer in layers}, key=RELU_INDEX.get)
+        vgg = vgg_normalised(modules_up_to(wanted[-1]))
+        weights = cfg["train"]["model"]["vgg"]["weights"]
+        if weights is not None:
+            load_vgg_weights(vgg, Path(weights))
+        self.features = VGGFeatures(wanted, vgg)
+        self.heads = nn.ModuleDict({name: head for name, (_, head) in heads.items()})
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        activations = self.features(images)
+        return {name: F.normalize(head(activations).flatten(1), dim=1)
+                for name, head in self.heads.items()}
 
 
 def vit_raw(cfg: dict) -> nn.Module:
     return Normalised(ViTBranch(cfg["train"]["model"]["vit"], cfg["eval"]["image_size"]))
 
 
-BASELINES: dict[str, Callable[[dict], nn.Module]] = {
-    "vgg_moments": vgg_moments, "vgg_gram": vgg_gram, "vit_raw": vit_raw}
+VGG_BASELINES = ("vgg_moments", "vgg_gram")
+BASELINES = (*VGG_BASELINES, "vit_raw")
 
 
-def build_baseline(name: str, cfg: dict) -> nn.Module:
-    """A baseline by name, in eval mode; random weights are seeded from ``cfg['seed']``."""
-    try:
-        factory = BASELINES[name]
-    except KeyError:
-        raise KeyError(f"unknown baseline '{name}'; known: {', '.join(BASELINES)}") from None
+def build_baselines(names: list[str], cfg: dict) -> list[tuple[list[str], nn.Module]]:
+    """The baselines by name as (names, network) pairs in eval mode: one network computes all
+    the VGG baselines (returning a dict of codes), ``vit_raw`` is a network of its own.
+    Random weights are seeded from ``cfg['seed']``."""
+    unknown = [name for name in names if name not in BASELINES]
+    if unknown:
+        raise KeyError(f"unknown baseline '{unknown[0]}'; known: {', '.join(BASELINES)}")
     torch.manual_seed(cfg["seed"])
-    return factory(cfg).eval()
+    built: list[tuple[list[str], nn.Module]] = []
+    vgg_names = [name for name in names if name in VGG_BASELINES]
+    if vgg_names:
+        built.append((vgg_names, VGGBaselines(vgg_names, cfg).eval()))
+    if "vit_raw" in names:
+        built.append((["vit_raw"], vit_raw(cfg).eval()))
+    return built

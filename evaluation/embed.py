@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,19 +28,28 @@ class EvalError(RuntimeError):
 
 @dataclass
 class Embedder:
-    """A model to evaluate: images (B, 3, S, S) in [0, 1] -> (B, D) L2-normalised codes."""
+    """A network to evaluate: images (B, 3, S, S) in [0, 1] -> (B, D) L2-normalised codes of
+    the model ``names[0]``, or a dict name -> codes when one network computes several models
+    (the VGG baselines share one trunk)."""
 
-    name: str
+    names: list[str]
     net: nn.Module
     image_size: int
     device: torch.device
 
     @torch.no_grad()
-    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def embed(self, images: Sequence[Image.Image]) -> dict[str, np.ndarray]:
         size = (self.image_size, self.image_size)
         batch = torch.stack([pil_to_tensor(img.resize(size, Image.BICUBIC) if img.size != size else img)
                              for img in images])
-        return self.net(batch.to(self.device)).float().cpu().numpy()
+        codes = self.net(batch.to(self.device))
+        if isinstance(codes, torch.Tensor):
+            codes = {self.names[0]: codes}
+        return {name: codes[name].float().cpu().numpy() for name in self.names}
+
+
+def model_names(models: Sequence[Embedder]) -> list[str]:
+    return [name for model in models for name in model.names]
 
 
 @dataclass
@@ -83,10 +92,11 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
 def embed_images(images: Iterable[Image.Image], models: Sequence[Embedder],
                  batch_size: int) -> dict[str, np.ndarray]:
     """Every model's embeddings of a stream of images, in stream order."""
-    parts: dict[str, list[np.ndarray]] = {m.name: [] for m in models}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in model_names(models)}
     for batch in _batches(images, batch_size):
         for model in models:
-            parts[model.name].append(model.embed(batch))
+            for name, codes in model.embed(batch).items():
+                parts[name].append(codes)
     return {name: np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
             for name, chunks in parts.items()}
 
@@ -138,11 +148,34 @@ def load_content_images(manifest: Path, content_ids: Sequence[str]) -> list[Imag
     return images
 
 
+class RecurringImages:
+    """Embeddings of images that recur in every split, by key: the test splits pair the same
+    styles with the same contents, so each style reference and content source is embedded once
+    per evaluation, not once per split."""
+
+    def __init__(self, models: Sequence[Embedder], batch_size: int):
+        self.models, self.batch_size = models, batch_size
+        self._codes: dict[str, dict[str, np.ndarray]] = {}   # key -> model name -> code
+
+    def embed(self, keys: Sequence[str], load: Callable[[list[str]], list[Image.Image]]
+              ) -> dict[str, np.ndarray]:
+        """Every model's codes of ``keys`` in order; ``load`` gives the images of unseen keys."""
+        unseen = [key for key in dict.fromkeys(keys) if key not in self._codes]
+        if unseen:
+            fresh = embed_images(load(unseen), self.models, self.batch_size)
+            for row, key in enumerate(unseen):
+                self._codes[key] = {name: codes[row] for name, codes in fresh.items()}
+        return {name: np.stack([self._codes[key][name] for key in keys]) if keys else
+                np.zeros((0, 0), np.float32) for name in model_names(self.models)}
+
+
 def embed_split(split_dir: str | Path, models: Sequence[Embedder], batch_size: int,
-                with_contents: bool) -> SplitEmbeddings:
+                with_contents: bool, recurring: RecurringImages | None = None) -> SplitEmbeddings:
     """Embed one split's stylizations, its style references and (for test splits) the content
-    source images of the contents it uses."""
+    source images of the contents it uses. Pass one ``recurring`` to every split of a shards
+    folder to embed shared references and contents once."""
     split_dir = Path(split_dir)
+    recurring = recurring or RecurringImages(models, batch_size)
     started = time.time()
     try:
         if not complete_shards(split_dir):
@@ -153,16 +186,20 @@ def embed_split(split_dir: str | Path, models: Sequence[Embedder], batch_size: i
         raise EvalError(str(exc)) from None
     if not collector.style_ids:
         raise EvalError(f"split {split_dir} holds no images")
-    references = embed_images(collector.references, models, batch_size)
+    by_key = {f"style:{i}": image for i, image in zip(collector.reference_ids, collector.references)}
+    references = recurring.embed([f"style:{i}" for i in collector.reference_ids],
+                                 lambda keys: [by_key[key] for key in keys])
     result = SplitEmbeddings(
         split=split_dir.name, style_ids=np.array(collector.style_ids),
         content_ids=np.array(collector.content_ids), indices=np.array(collector.indices),
         reference_ids=np.array(collector.reference_ids), images=images, references=references)
     if with_contents:
         gallery_ids = sorted(set(collector.content_ids))
-        sources = load_content_images(content_manifest_path(split_dir), gallery_ids)
+        manifest = content_manifest_path(split_dir)
         result.content_gallery_ids = np.array(gallery_ids)
-        result.contents = embed_images(sources, models, batch_size)
+        ids_by_key = {f"content:{manifest}:{i}": i for i in gallery_ids}
+        result.contents = recurring.embed(
+            list(ids_by_key), lambda keys: load_content_images(manifest, [ids_by_key[k] for k in keys]))
     result.seconds = time.time() - started
     return result
 

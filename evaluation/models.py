@@ -7,8 +7,8 @@ from typing import Sequence
 
 import torch
 
-from evaluation.baselines import build_baseline
-from evaluation.embed import Embedder, EvalError
+from evaluation.baselines import build_baselines
+from evaluation.embed import Embedder, EvalError, model_names
 from train.model import load_encoder
 
 
@@ -30,19 +30,19 @@ def load_checkpoint_model(name: str, path: Path, device: torch.device) -> Embedd
     except (RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as exc:
         raise EvalError(f"checkpoint {name} ({path}) does not fit the encoder its config "
                         f"describes (another architecture or config?): {exc}") from None
-    return Embedder(name, encoder, train_cfg["train"]["image_size"], device)
+    return Embedder([name], encoder, train_cfg["train"]["image_size"], device)
 
 
 def build_models(checkpoints: Sequence[str], cfg: dict, device: torch.device) -> list[Embedder]:
     """Checkpoints (``[name=]path``) first, then the baselines of ``eval.baselines``."""
     models = [load_checkpoint_model(*checkpoint_name(text), device) for text in checkpoints]
-    for name in cfg["eval"]["baselines"]:
-        try:
-            net = build_baseline(name, cfg).to(device)
-        except KeyError as exc:
-            raise EvalError(str(exc.args[0])) from None
-        models.append(Embedder(name, net, cfg["eval"]["image_size"], device))
-    names = [m.name for m in models]
+    try:
+        baselines = build_baselines(list(cfg["eval"]["baselines"]), cfg)
+    except KeyError as exc:
+        raise EvalError(str(exc.args[0])) from None
+    models += [Embedder(names, net.to(device), cfg["eval"]["image_size"], device)
+               for names, net in baselines]
+    names = model_names(models)
     if not models:
         raise EvalError("nothing to evaluate: give --checkpoint and/or baselines")
     if len(set(names)) != len(names):

@@ -94,12 +94,16 @@ def markdown_report(results: Results, roles: SplitRoles, meta: dict) -> str:
 
 def plot_style_vs_content(results: Results, splits: Sequence[str], held_out: str | None,
                           path: Path) -> None:
-    """One panel per test split: style mAP next to content mAP for every model."""
+    """One panel per test split, two panels a row: style mAP next to content mAP per model."""
     models = list(results)
-    fig, axes = plt.subplots(1, len(splits), figsize=(2.2 + 1.2 * len(models) * len(splits), 4.2),
+    columns = min(2, len(splits))
+    rows = -(-len(splits) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.0 + 0.7 * len(models) * columns, 0.6 + 3.4 * rows),
                              squeeze=False, sharey=True)
+    for ax in axes.flat[len(splits):]:
+        ax.axis("off")
     x = np.arange(len(models))
-    for ax, split in zip(axes[0], splits):
+    for ax, split in zip(axes.flat, splits):
         style = [results[m][split]["style_map"] for m in models]
         content = [results[m][split]["content_map"] for m in models]
         ax.bar(x - 0.2, np.nan_to_num(style), 0.4, label="style mAP (higher better)", color="tab:blue")
@@ -107,11 +111,12 @@ def plot_style_vs_content(results: Results, splits: Sequence[str], held_out: str
         ax.set_title(f"{split} (held out)" if split == held_out else split, fontsize=10)
         ax.set_xticks(x, models, rotation=30, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("mAP (%)")
+    for row in axes:
+        row[0].set_ylabel("mAP (%)")
     axes[0][0].set_ylim(0, 100)
     # Above the panels: inside one, the legend would hide bars near 100 %.
     fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

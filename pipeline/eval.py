@@ -19,8 +19,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common.config import ConfigError, add_config_args, load_config, save_config  # noqa: E402
-from evaluation.embed import (EvalError, SplitEmbeddings, content_manifest_path,  # noqa: E402
-                              embed_split, load_split_images)
+from evaluation.embed import (EvalError, RecurringImages, SplitEmbeddings,  # noqa: E402
+                              content_manifest_path, embed_split, load_split_images, model_names)
 from evaluation.metrics import default_device, nearest_neighbours  # noqa: E402
 from evaluation.models import build_models  # noqa: E402
 from evaluation.report import (Results, markdown_report, plot_retrieval_grid,  # noqa: E402
@@ -75,26 +75,29 @@ def evaluate(args: argparse.Namespace) -> Results:
     models = build_models(args.checkpoint, cfg, device)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out)
-    print(f"evaluating {', '.join(m.name for m in models)} on {device}; splits: "
+    names = model_names(models)
+    print(f"evaluating {', '.join(names)} on {device}; splits: "
           f"{', '.join(roles.columns() + ([CROPS_SPLIT] if has_crops else []))}", flush=True)
-    results: Results = {m.name: {} for m in models}
+    results: Results = {name: {} for name in names}
     meta = {"shards": str(shards), "held_out": roles.held_out, "train_splits": roles.train,
             "device": str(device), "seconds": {}}
     grid_split = roles.held_out or roles.columns()[-1]
+    recurring = RecurringImages(models, cfg["eval"]["batch_size"])
     for split_name in roles.columns() + ([CROPS_SPLIT] if has_crops else []):
         is_test = split_name != CROPS_SPLIT
-        split = embed_split(shards / split_name, models, cfg["eval"]["batch_size"], with_contents=is_test)
+        split = embed_split(shards / split_name, models, cfg["eval"]["batch_size"],
+                            with_contents=is_test, recurring=recurring)
         save_embeddings(split, out)
         started = time.time()
         score = score_test_split if is_test else score_crops
-        for model in models:
-            results[model.name][split_name] = score(split, model.name, cfg["eval"]["chunk_size"], device)
+        for name in names:
+            results[name][split_name] = score(split, name, cfg["eval"]["chunk_size"], device)
         meta["seconds"][split_name] = {"embed": round(split.seconds, 2),
                                        "metrics": round(time.time() - started, 2)}
         print(f"  {split_name}: {len(split.style_ids)} images, embedded in {split.seconds:.1f}s, "
               f"metrics in {time.time() - started:.1f}s", flush=True)
         if split_name == grid_split:
-            retrieval_grid(split, shards / split_name, models[0].name, cfg, out)
+            retrieval_grid(split, shards / split_name, names[0], cfg, out)
     write_json(results, meta, out / "report.json")
     (out / "report.md").write_text(markdown_report(results, roles, meta))
     plot_style_vs_content(results, roles.columns(), roles.held_out, out / "style_vs_content.png")

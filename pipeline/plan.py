@@ -96,12 +96,23 @@ def _split_contents(contents: list[ContentRow], cfg: dict, rng: np.random.Genera
     return train, test
 
 
-def _draw_items(pool: list[ContentRow], count: int, methods: list[str], strength: float,
-                rng: np.random.Generator, fixed_method: str | None = None) -> tuple[PlannedItem, ...]:
+def strength_choices(value: float | list) -> list[float]:
+    """``stylize.strength`` as a list: one value, or the values each stylization draws from."""
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"stylize.strength must be a number in [0, 1] or a non-empty list of "
+                         f"them, got {value!r}")
+    return [float(v) for v in values]
+
+
+def _draw_items(pool: list[ContentRow], count: int, methods: list[str], strengths: list[float],
+                rng: np.random.Generator) -> tuple[PlannedItem, ...]:
     picks = rng.choice(len(pool), size=min(count, len(pool)), replace=False)
     items = []
     for index, pick in enumerate(picks):
-        method = fixed_method or methods[int(rng.integers(len(methods)))]
+        method = methods[int(rng.integers(len(methods)))]
+        # Drawn only when there is a choice, so single-strength plans stay as they were.
+        strength = strengths[int(rng.integers(len(strengths)))] if len(strengths) > 1 else strengths[0]
         content = pool[int(pick)]
         items.append(PlannedItem(index, content.content_id, content.path, content.category, method,
                                  {"strength": strength}, int(rng.integers(2**31))))
@@ -131,14 +142,14 @@ def make_plan(contents: list[ContentRow], styles: list[StyleRow], cfg: dict, see
     rng = np.random.default_rng(seed)
     train_styles, test_styles = _split_styles(styles, scfg, rng)
     train_contents, test_contents = _split_contents(contents, scfg, rng)
-    strength = float(scfg["strength"])
+    strengths = strength_choices(scfg["strength"])
 
     plan = Plan()
     train_groups = [_group(s, _draw_items(train_contents, scfg["train_contents_per_style"],
-                                          methods, strength, rng)) for s in train_styles]
+                                          methods, strengths, rng)) for s in train_styles]
     plan.shards += _cut(TRAIN, train_groups, scfg["groups_per_shard"])
     # Every test split pairs the same styles with the same contents, so methods compare fairly.
-    pairings = [_draw_items(test_contents, scfg["test_contents_per_style"], methods, strength, rng)
+    pairings = [_draw_items(test_contents, scfg["test_contents_per_style"], methods, strengths, rng)
                 for _ in test_styles]
     for method in test_methods:
         groups = [_group(style, tuple(PlannedItem(**{**asdict(item), "method": method})

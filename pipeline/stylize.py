@@ -19,7 +19,7 @@ import time  # noqa: E402
 
 from common.config import add_config_args, load_config, save_config  # noqa: E402
 from pipeline.manifest import read_content_manifest, read_style_manifest  # noqa: E402
-from pipeline.plan import Plan, ShardPlan, make_plan  # noqa: E402
+from pipeline.plan import Plan, ShardPlan, make_plan, strength_choices  # noqa: E402
 from shards.reader import complete_shards  # noqa: E402
 from shards.writer import is_complete, write_json, write_split_info  # noqa: E402
 from stylize import list_methods  # noqa: E402
@@ -54,6 +54,10 @@ def check_methods(cfg: dict) -> None:
             raise Stage1Error(f"unknown NST method '{name}'; registered: {', '.join(list_methods())}")
     if scfg["held_out"] in scfg["train_methods"]:
         raise Stage1Error(f"held-out method '{scfg['held_out']}' is also a training method")
+    try:
+        strength_choices(scfg["strength"])
+    except ValueError as exc:
+        raise Stage1Error(str(exc)) from None
 
 
 def build_plan(cfg: dict) -> tuple[Plan, Path]:

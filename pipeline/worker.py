@@ -43,10 +43,11 @@ def crop_cell(image: Image.Image, row: int, col: int, grid: int, size: int) -> I
 
 
 def method_batches(items: tuple[PlannedItem, ...], batch_size: int) -> Iterator[list[PlannedItem]]:
-    """Consecutive runs of one method, at most ``batch_size`` long."""
-    by_method: dict[str, list[PlannedItem]] = {}
+    """Runs of items sharing one method and strength, at most ``batch_size`` long (a method
+    call takes one strength for its whole batch)."""
+    by_method: dict[tuple[str, float], list[PlannedItem]] = {}
     for item in items:
-        by_method.setdefault(item.method, []).append(item)
+        by_method.setdefault((item.method, item.params["strength"]), []).append(item)
     for group in by_method.values():
         for start in range(0, len(group), batch_size):
             yield group[start:start + batch_size]

@@ -14,7 +14,9 @@ from PIL import Image
 
 from common.config import load_config
 from conftest import REPO_ROOT, write_images_manifest
-from evaluation.embed import EvalError, content_manifest_path, embed_split
+from evaluation.baselines import build_baselines
+from evaluation.embed import (Embedder, EvalError, RecurringImages, content_manifest_path,
+                              embed_split)
 from evaluation.models import build_models, checkpoint_name
 from evaluation.scoring import CROPS_METRICS, TEST_METRICS
 from shard_factory import make_split
@@ -144,3 +146,49 @@ def test_empty_split_is_an_error(tmp_path):
     write_split_info(split, "test-m1", [writer.close()], {})
     with pytest.raises(EvalError, match="holds no images"):
         embed_split(split, [], batch_size=4, with_contents=False)
+
+
+def test_vgg_baselines_share_one_trunk_and_keep_their_codes(eval_inputs):
+    cfg = load_config(None, EVAL_OVERRIDES)
+    built = build_baselines(["vgg_moments", "vgg_gram", "vit_raw"], cfg)
+    assert [names for names, _ in built] == [["vgg_moments", "vgg_gram"], ["vit_raw"]]
+    images = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        together = built[0][1](images)
+        for name in ("vgg_moments", "vgg_gram"):
+            (_, alone), = build_baselines([name], cfg)
+            assert torch.allclose(together[name], alone(images)[name], atol=1e-5)
+    with pytest.raises(KeyError, match="unknown baseline 'vgg_gramm'"):
+        build_baselines(["vgg_gramm"], cfg)
+
+
+class _CountingNet(torch.nn.Module):
+    """Mean colour as a 3-d code; counts the images it is shown."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = 0
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.seen += len(images)
+        return torch.nn.functional.normalize(images.mean(dim=(2, 3)), dim=1)
+
+
+def test_references_and_contents_shared_by_splits_are_embedded_once(eval_inputs, tmp_path):
+    # Two test splits pairing the same styles with the same contents, as stage 1 writes them.
+    splits = [make_split(tmp_path, name, n_styles=4, per_style=3, size=32, seed=3,
+                         n_contents=N_CONTENTS, methods=(name[5:],)) for name in SPLITS]
+    for split in splits:
+        _set_content_manifest(split, eval_inputs["manifest"])
+    net = _CountingNet()
+    model = Embedder(["count"], net, 32, torch.device("cpu"))
+    recurring = RecurringImages([model], batch_size=5)
+    first, second = (embed_split(s, [model], batch_size=5, with_contents=True, recurring=recurring)
+                     for s in splits)
+    n_contents = len(first.content_gallery_ids)
+    assert net.seen == 2 * 12 + 4 + n_contents  # stylizations twice, references and contents once
+    assert np.array_equal(first.references["count"], second.references["count"])
+    assert np.array_equal(first.contents["count"], second.contents["count"])
+    alone = embed_split(splits[1], [model], batch_size=5, with_contents=True)
+    assert np.allclose(alone.references["count"], second.references["count"])
+    assert np.allclose(alone.contents["count"], second.contents["count"])

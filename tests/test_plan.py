@@ -1,6 +1,9 @@
+import pytest
+
 from common.config import load_config
 from pipeline.manifest import read_content_manifest, read_style_manifest
-from pipeline.plan import make_plan
+from pipeline.plan import PlannedItem, make_plan
+from pipeline.worker import method_batches
 
 
 def _plan(small_manifests, seed=0, **overrides):
@@ -52,3 +55,34 @@ def test_shards_hold_at_most_groups_per_shard(small_manifests):
     assert max(len(s.groups) for s in plan.shards) == 2
     assert [s.number for s in plan.shards if s.split == "train"] == list(range(
         sum(s.split == "train" for s in plan.shards)))
+
+
+def test_strength_choices_are_drawn_per_stylization_and_shared_by_test_splits(small_manifests):
+    plan = _plan(small_manifests, strength="[0.5,1.0]")
+    splits = _by_split(plan)
+    drawn = {i.params["strength"] for g in splits["train"] for i in g.items}
+    assert drawn == {0.5, 1.0}
+    # A style/content pair keeps its strength in every test split, so methods compare fairly.
+    strengths = {s: [i.params["strength"] for g in splits[s] for i in g.items]
+                 for s in splits if s.startswith("test-")}
+    assert len({tuple(v) for v in strengths.values()}) == 1
+    assert set(next(iter(strengths.values()))) == {0.5, 1.0}
+    single = _by_split(_plan(small_manifests, strength=0.7))
+    assert {i.params["strength"] for g in single["train"] for i in g.items} == {0.7}
+
+
+def test_a_bad_strength_is_refused_with_its_key(small_manifests):
+    for bad in ("1.5", "[]", "[0.5,high]"):
+        with pytest.raises(ValueError, match="stylize.strength"):
+            _plan(small_manifests, strength=bad)
+
+
+def test_a_batch_holds_one_method_and_one_strength():
+    items = tuple(PlannedItem(i, f"c{i}", "p", "", method, {"strength": strength}, i)
+                  for i, (method, strength) in enumerate(
+                      [("colour", 1.0), ("colour", 0.5), ("gram", 1.0), ("colour", 1.0),
+                       ("colour", 0.5), ("colour", 1.0)]))
+    batches = list(method_batches(items, batch_size=2))
+    assert sorted(i.index for b in batches for i in b) == list(range(6))
+    assert all(len({(i.method, i.params["strength"]) for i in b}) == 1 for b in batches)
+    assert [len(b) for b in batches] == [2, 1, 2, 1]

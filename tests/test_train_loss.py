@@ -80,3 +80,16 @@ def test_two_view_term_prefers_matching_views():
     close = F.normalize(view_a + 0.05 * torch.randn(8, 16), dim=1)
     unrelated = F.normalize(torch.randn(8, 16), dim=1)
     assert two_view_loss(view_a, close, 0.1) < two_view_loss(view_a, unrelated, 0.1) - 1.0
+
+
+def test_augment_gives_random_views_of_the_same_images(tmp_path):
+    split = make_split(tmp_path, "train", n_styles=3, per_style=2, size=16, groups_per_shard=3)
+    samples = list(wds.WebDataset(complete_shards(split), shardshuffle=False, empty_check=False))
+    draws = [draw_from_sample(sample, 1, np.random.default_rng(0)) for sample in samples]
+    plain = assemble(draws, 16, np.random.default_rng(1), two_views=False)
+    again = assemble(draws, 16, np.random.default_rng(1), two_views=False)
+    augmented = assemble(draws, 16, np.random.default_rng(1), two_views=False, augment=True)
+    assert torch.equal(plain["images"], again["images"])  # no augmentation: the decoded images
+    assert augmented["images"].shape == plain["images"].shape
+    assert torch.equal(augmented["labels"], plain["labels"]) and "views" not in augmented
+    assert not torch.allclose(augmented["images"], plain["images"], atol=0.02)

@@ -130,9 +130,11 @@ def random_view(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return TF.horizontal_flip(view) if rng.random() < 0.5 else view
 
 
-def assemble(draws: list[Draw], size: int, rng: np.random.Generator, two_views: bool) -> dict:
+def assemble(draws: list[Draw], size: int, rng: np.random.Generator, two_views: bool,
+             augment: bool = False) -> dict:
     """Decode the drawn images into a batch: ``images`` (B,3,S,S), ``labels`` (B,), and with
-    ``two_views`` a second augmented ``views`` tensor (``images`` is then augmented too)."""
+    ``two_views`` a second augmented ``views`` tensor. ``images`` are augmented views when
+    ``augment`` or ``two_views`` is set."""
     images, labels = [], []
     for members, label in draws:
         images += [load_image(data, size) for data in members]
@@ -140,6 +142,7 @@ def assemble(draws: list[Draw], size: int, rng: np.random.Generator, two_views: 
     batch = {"labels": torch.tensor(labels, dtype=torch.int64)}
     if two_views:
         batch["views"] = torch.stack([random_view(image, rng) for image in images])
+    if two_views or augment:
         images = [random_view(image, rng) for image in images]
     batch["images"] = torch.stack(images)
     return batch
@@ -218,7 +221,8 @@ class StyleBatches(IterableDataset):
         first = self.start_batch // workers
         draws = self._nst_draws if self.mode == "nst" else self._no_nst_draws
         for batch, drawn in draws(worker, workers, first):
-            yield assemble(drawn, self.cfg["image_size"], self._rng(batch, 1), self.two_views)
+            yield assemble(drawn, self.cfg["image_size"], self._rng(batch, 1), self.two_views,
+                           self.cfg["augment"])
 
 
 def batch_iterator(shards_root: str | Path, train_cfg: dict, seed: int, rank: int, world_size: int,

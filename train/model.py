@@ -36,11 +36,13 @@ class ViTBranch(nn.Module):
         super().__init__()
         file = _existing_file(cfg["pretrained_file"], "train.model.vit.pretrained_file") \
             if load_weights else None
+        # Only set keys override the named architecture (a null depth keeps its own).
+        overrides = {"depth": cfg["depth"]} if cfg["depth"] else {}
         # timm resamples the position (and patch) embeddings of the file to this grid.
         self.net = timm.create_model(
             cfg["name"], pretrained=file is not None,
             pretrained_cfg_overlay=dict(file=str(file)) if file else None,
-            num_classes=0, img_size=image_size, patch_size=cfg["patch_size"])
+            num_classes=0, img_size=image_size, patch_size=cfg["patch_size"], **overrides)
         mean, std = self.net.pretrained_cfg["mean"], self.net.pretrained_cfg["std"]
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
@@ -90,18 +92,27 @@ class VGGMomentsBranch(nn.Module):
         self.features = VGGFeatures(self.layers, vgg)
         self.trainable = bool(cfg["trainable"])
         self.features.requires_grad_(self.trainable)
-        self.norms = nn.ModuleDict({name: nn.LayerNorm(2 * RELU_CHANNELS[name]) for name in self.layers})
+        self.norms = moment_norms(self.layers)
         self.out_dim = sum(2 * RELU_CHANNELS[name] for name in self.layers)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
             activations = self.features(images)
-        moments = []
-        for name in self.layers:
-            act = activations[name].float().flatten(2)
-            stats = torch.cat([act.mean(dim=2), act.std(dim=2)], dim=1)
-            moments.append(self.norms[name](stats))
-        return torch.cat(moments, dim=1)
+        return layer_moments(activations, self.norms)
+
+
+def layer_moments(activations: dict[str, torch.Tensor], norms: nn.ModuleDict) -> torch.Tensor:
+    """Per-channel mean and std of each layer named in ``norms``, LayerNormed per layer."""
+    moments = []
+    for name, norm in norms.items():
+        act = activations[name].float().flatten(2)
+        moments.append(norm(torch.cat([act.mean(dim=2), act.std(dim=2)], dim=1)))
+    return torch.cat(moments, dim=1)
+
+
+def moment_norms(layers: list[str]) -> nn.ModuleDict:
+    """One LayerNorm per layer over its 2C moments (see :class:`VGGMomentsBranch`)."""
+    return nn.ModuleDict({name: nn.LayerNorm(2 * RELU_CHANNELS[name]) for name in layers})
 
 
 class StyleEncoder(nn.Module):
