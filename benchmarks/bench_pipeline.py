@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 from common.config import REPO_ROOT, add_config_args, load_config  # noqa: E402
 
-from pipeline.plan import CROP_METHOD, CROPS, TRAIN  # noqa: E402
+from pipeline.plan import CROP_METHOD, CROPS, TRAIN, strength_choices  # noqa: E402
 from pipeline.stylize import build_plan, run_stage1  # noqa: E402
 from pipeline.worker import ShardWorker, method_batches, open_image, square  # noqa: E402
 from shards.codec import pil_to_tensor  # noqa: E402
@@ -69,15 +69,15 @@ def bench_bare_methods(cfg: dict) -> dict:
             for batch in method_batches(items, batch_size):
                 contents = torch.stack([pil_to_tensor(square(open_image(i.content_path), size))
                                         for i in batch])
-                jobs.append((batch[0].method, contents, style))
-    for method in {m for m, _, _ in jobs}:
+                jobs.append((batch[0].method, batch[0].params["strength"], contents, style))
+    for method in {job[0] for job in jobs}:
         worker.method(method)  # build every model before timing
     start = time.perf_counter()
     with torch.no_grad():
-        for method, contents, style in jobs:
-            worker.method(method)(contents, style, strength=1.0, seed=0)
+        for method, strength, contents, style in jobs:
+            worker.method(method)(contents, style, strength=strength, seed=0)
     seconds = time.perf_counter() - start
-    images = sum(len(c) for _, c, _ in jobs)
+    images = sum(len(job[2]) for job in jobs)
     return {"seconds": seconds, "images": images, "images_per_s": images / seconds}
 
 
@@ -105,6 +105,7 @@ def on_the_fly_batches(cfg: dict, worker: ShardWorker):
     groups = [g for shard in plan.shards if shard.split == TRAIN for g in shard.groups]
     contents = sorted({(i.content_id, i.content_path) for g in groups for i in g.items})
     rng = np.random.default_rng(0)
+    strengths = strength_choices(scfg["strength"])
     size, stylize_size = tcfg["image_size"], scfg["image_size"]
     while True:
         images, labels = [], []
@@ -115,8 +116,9 @@ def on_the_fly_batches(cfg: dict, worker: ShardWorker):
             batch = torch.stack([pil_to_tensor(square(open_image(contents[int(i)][1]), stylize_size))
                                  for i in picks])
             method = scfg["train_methods"][int(rng.integers(len(scfg["train_methods"])))]
+            strength = strengths[int(rng.integers(len(strengths)))]
             with torch.no_grad():
-                out = worker.method(method)(batch, style, strength=scfg["strength"], seed=0)
+                out = worker.method(method)(batch, style, strength=strength, seed=0)
             group_images = torch.cat([style[None], out.float().cpu()])
             images.append(torch.nn.functional.interpolate(group_images, size=(size, size),
                                                           mode="bilinear", antialias=True))
