@@ -104,3 +104,13 @@ def test_encoder_class_takes_the_model_section():
     cfg = small_cfg("train.model.vgg.enabled=false")
     encoder = StyleEncoder(cfg["train"]["model"], 32)
     assert encoder.image_size == 32 and encoder.vgg is None
+
+
+def test_vit_depth_overrides_the_named_architecture_and_survives_a_checkpoint(tmp_path):
+    assert len(build_encoder(small_cfg()).vit.net.blocks) == 12  # vit_tiny's own depth
+    cfg = small_cfg("train.model.vit.depth=2")
+    encoder = build_encoder(cfg)
+    assert len(encoder.vit.net.blocks) == 2
+    torch.save({"model": encoder.state_dict(), "config": cfg, "step": 0}, tmp_path / "last.pt")
+    rebuilt, _ = load_encoder(tmp_path / "last.pt")
+    assert len(rebuilt.vit.net.blocks) == 2
