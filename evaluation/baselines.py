@@ -20,9 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylize.vgg import RELU_CHANNELS, RELU_INDEX, VGGFeatures, modules_up_to, vgg_normalised
-from train.model import (ViTBranch, layer_moments, load_vgg_weights, moment_norms,
-                         vgg_layers_up_to)
+from stylize.vgg import RELU_CHANNELS, RELU_INDEX, VGGFeatures
+from train.model import ViTBranch, layer_moments, moment_norms, normalised_vgg, vgg_layers_up_to
 
 
 class Normalised(nn.Module):
@@ -70,6 +69,7 @@ class LayerMoments(nn.Module):
 
     def __init__(self, layers: list[str]):
         super().__init__()
+        self.layers = layers
         self.norms = moment_norms(layers)
 
     def forward(self, activations: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -82,20 +82,17 @@ class VGGBaselines(nn.Module):
 
     def __init__(self, names: list[str], cfg: dict):
         super().__init__()
-        heads: dict[str, tuple[list[str], nn.Module]] = {}
+        self.heads = nn.ModuleDict()
         if "vgg_moments" in names:
-            layers = vgg_layers_up_to(cfg["eval"]["moments_max_layer"])
-            heads["vgg_moments"] = (layers, LayerMoments(layers))
+            self.heads["vgg_moments"] = LayerMoments(vgg_layers_up_to(cfg["eval"]["moments_max_layer"]))
         if "vgg_gram" in names:
-            layers = list(cfg["eval"]["gram_layers"])
-            heads["vgg_gram"] = (layers, ProjectedGram(layers, cfg["eval"]["gram_channels"], cfg["seed"]))
-        wanted = sorted({layer for layers, _ in heads.values() for layer in layers}, key=RELU_INDEX.get)
-        vgg = vgg_normalised(modules_up_to(wanted[-1]))
+            self.heads["vgg_gram"] = ProjectedGram(list(cfg["eval"]["gram_layers"]),
+                                                   cfg["eval"]["gram_channels"], cfg["seed"])
+        wanted = sorted({layer for head in self.heads.values() for layer in head.layers},
+                        key=RELU_INDEX.get)
         weights = cfg["train"]["model"]["vgg"]["weights"]
-        if weights is not None:
-            load_vgg_weights(vgg, Path(weights))
+        vgg = normalised_vgg(wanted[-1], Path(weights) if weights is not None else None)
         self.features = VGGFeatures(wanted, vgg)
-        self.heads = nn.ModuleDict({name: head for name, (_, head) in heads.items()})
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         activations = self.features(images)

@@ -169,8 +169,8 @@ class RecurringImages:
             fresh = embed_images(load(unseen), self.models, self.batch_size)
             for row, key in enumerate(unseen):
                 self._codes[key] = {name: codes[row] for name, codes in fresh.items()}
-        return {name: np.stack([self._codes[key][name] for key in keys]) if keys else
-                np.zeros((0, 0), np.float32) for name in model_names(self.models)}
+        return {name: np.stack([self._codes[key][name] for key in keys])
+                for name in model_names(self.models)}
 
 
 def embed_split(split_dir: str | Path, models: Sequence[Embedder], batch_size: int,
@@ -190,9 +190,9 @@ def embed_split(split_dir: str | Path, models: Sequence[Embedder], batch_size: i
         raise EvalError(str(exc)) from None
     if not collector.style_ids:
         raise EvalError(f"split {split_dir} holds no images")
-    by_key = {f"style:{i}": image for i, image in zip(collector.reference_ids, collector.references)}
-    references = recurring.embed([f"style:{i}" for i in collector.reference_ids],
-                                 lambda keys: [by_key[key] for key in keys])
+    reference_keys = [f"style:{i}" for i in collector.reference_ids]
+    by_key = dict(zip(reference_keys, collector.references))
+    references = recurring.embed(reference_keys, lambda keys: [by_key[key] for key in keys])
     result = SplitEmbeddings(
         split=split_dir.name, style_ids=np.array(collector.style_ids),
         content_ids=np.array(collector.content_ids), indices=np.array(collector.indices),

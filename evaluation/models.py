@@ -40,7 +40,7 @@ def build_models(checkpoints: Sequence[str], cfg: dict, device: torch.device) ->
         baselines = build_baselines(list(cfg["eval"]["baselines"]), cfg)
     except KeyError as exc:
         raise EvalError(str(exc.args[0])) from None
-    models += [Embedder(names, net.to(device), cfg["eval"]["image_size"], device)
+    models += [Embedder(names, net, cfg["eval"]["image_size"], device)
                for names, net in baselines]
     names = model_names(models)
     if not models:

@@ -10,10 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evaluation.embed import EvalError
+from pipeline.plan import CROPS as CROPS_SPLIT, TEST_PREFIX, test_split  # stage 1's split names
 from shards.reader import list_splits
-
-TEST_PREFIX = "test-"
-CROPS_SPLIT = "crops"
 
 
 @dataclass
@@ -35,8 +33,8 @@ def split_roles(shards: Path, cfg: dict) -> tuple[SplitRoles, bool]:
     if not tests:
         raise EvalError(f"{shards} holds no test-<method> splits (found: {present or 'nothing'}); "
                         "point --shards at the output folder of pipeline/stylize.py")
-    train = [TEST_PREFIX + m for m in cfg["stylize"]["train_methods"] if TEST_PREFIX + m in tests]
-    held_out = TEST_PREFIX + cfg["stylize"]["held_out"]
+    train = [test_split(m) for m in cfg["stylize"]["train_methods"] if test_split(m) in tests]
+    held_out = test_split(cfg["stylize"]["held_out"])
     held_out = held_out if held_out in tests else None
     other = [s for s in tests if s not in train and s != held_out]
     return SplitRoles(train=train, held_out=held_out, other=other), CROPS_SPLIT in present

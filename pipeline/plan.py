@@ -19,8 +19,11 @@ CROPS = "crops"
 CROP_METHOD = "crop"
 
 
+TEST_PREFIX = "test-"
+
+
 def test_split(method: str) -> str:
-    return f"test-{method}"
+    return TEST_PREFIX + method
 
 
 @dataclass(frozen=True)

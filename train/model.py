@@ -74,6 +74,14 @@ def load_vgg_weights(vgg: nn.Sequential, path: Path) -> None:
         raise ModelConfigError(f"{path} does not match the vgg_normalised layout: {exc}") from None
 
 
+def normalised_vgg(last_layer: str, weights: Path | None) -> nn.Sequential:
+    """The normalised VGG19 up to ``last_layer``, from a ``vgg_normalised.pth`` file if given."""
+    vgg = vgg_normalised(modules_up_to(last_layer))
+    if weights is not None:
+        load_vgg_weights(vgg, weights)
+    return vgg
+
+
 class VGGMomentsBranch(nn.Module):
     """Per-channel mean and std of every ReLU up to ``max_layer`` (ALADIN's AdaIN moments).
 
@@ -85,11 +93,8 @@ class VGGMomentsBranch(nn.Module):
     def __init__(self, cfg: dict, load_weights: bool = True):
         super().__init__()
         self.layers = vgg_layers_up_to(cfg["max_layer"])
-        vgg = vgg_normalised(modules_up_to(self.layers[-1]))
         file = _existing_file(cfg["weights"], "train.model.vgg.weights") if load_weights else None
-        if file is not None:
-            load_vgg_weights(vgg, file)
-        self.features = VGGFeatures(self.layers, vgg)
+        self.features = VGGFeatures(self.layers, normalised_vgg(self.layers[-1], file))
         self.trainable = bool(cfg["trainable"])
         self.features.requires_grad_(self.trainable)
         self.norms = moment_norms(self.layers)
