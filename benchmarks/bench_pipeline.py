@@ -23,11 +23,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from common.config import REPO_ROOT, add_config_args, load_config  # noqa: E402
-
-from pipeline.plan import CROP_METHOD, CROPS, TRAIN, strength_choices  # noqa: E402
+from common.images import open_image  # noqa: E402
+from pipeline.plan import strength_choices  # noqa: E402
 from pipeline.stylize import build_plan, run_stage1  # noqa: E402
-from pipeline.worker import ShardWorker, method_batches, open_image, square  # noqa: E402
+from pipeline.worker import ShardWorker, method_batches, square  # noqa: E402
 from shards.codec import pil_to_tensor  # noqa: E402
+from shards.schema import CROP_METHOD, CROPS_SPLIT, TRAIN_SPLIT  # noqa: E402
 from train.checkpoint import save_checkpoint  # noqa: E402
 from train.data import batch_iterator, label_id  # noqa: E402
 from train.main import compute_loss, init_distributed, setup_model  # noqa: E402
@@ -42,10 +43,10 @@ def bench_stage1(cfg: dict, out: Path, actors: int) -> dict:
     summary = run_stage1(cfg, target)
     seconds = time.perf_counter() - start
     # Crops are cut, not stylized: count the stylized images only, as the bare run does.
-    images = sum(s["images"] for split, s in summary.items() if split != CROPS)
+    images = sum(s["images"] for split, s in summary.items() if split != CROPS_SPLIT)
     # Time inside the actors (read, stylize, encode, write), without Ray's start-up.
     shard_seconds = sum(json.loads(p.read_text())["seconds"] for p in target.glob("*/*.stats.json")
-                        if p.parent.name != CROPS)
+                        if p.parent.name != CROPS_SPLIT)
     import ray
     ray.shutdown()
     return {"actors": actors, "seconds": seconds, "images": images, "images_per_s": images / seconds,
@@ -102,17 +103,17 @@ def on_the_fly_batches(cfg: dict, worker: ShardWorker):
     """Batches of the same shape as the shard loader's, with the NST done per step."""
     tcfg, scfg = cfg["train"], cfg["stylize"]
     plan, _ = build_plan(cfg)
-    groups = [g for shard in plan.shards if shard.split == TRAIN for g in shard.groups]
+    groups = [g for shard in plan.shards if shard.split == TRAIN_SPLIT for g in shard.groups]
     contents = sorted({(i.content_id, i.content_path) for g in groups for i in g.items})
     rng = np.random.default_rng(0)
     strengths = strength_choices(scfg["strength"])
     size, stylize_size = tcfg["image_size"], scfg["image_size"]
     while True:
         images, labels = [], []
-        for g in rng.choice(len(groups), tcfg["groups_per_batch"], replace=False):
+        for g in rng.choice(len(groups), tcfg["styles_per_batch"], replace=False):
             group = groups[int(g)]
             style = pil_to_tensor(square(open_image(group.style_path), stylize_size))
-            picks = rng.choice(len(contents), tcfg["images_per_group"], replace=False)
+            picks = rng.choice(len(contents), tcfg["images_per_style"], replace=False)
             batch = torch.stack([pil_to_tensor(square(open_image(contents[int(i)][1]), stylize_size))
                                  for i in picks])
             method = scfg["train_methods"][int(rng.integers(len(scfg["train_methods"])))]

@@ -14,6 +14,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from common.files import write_atomic
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"
 RESOLVED_NAME = "config.yaml"
@@ -97,12 +99,8 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
 
 def save_config(cfg: dict, out_dir: str | Path, name: str = RESOLVED_NAME) -> Path:
     """Write the resolved config next to a run's outputs (atomically)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / name
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    tmp.replace(target)
+    target = Path(out_dir) / name
+    write_atomic(target, yaml.safe_dump(cfg, sort_keys=False).encode())
     return target
 
 

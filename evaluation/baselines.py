@@ -1,8 +1,10 @@
-"""Untrained style descriptors evaluated exactly like a trained encoder.
+"""Untrained and pretrained style descriptors, evaluated exactly like a trained encoder.
 
-Each baseline maps images (B, 3, H, W) in [0, 1] to L2-normalised codes. They start from the
-same backbones as the encoder (``train.model``): the VGG weights file and the ViT name / local
-pretrained file given there, random (seeded) weights when none is named.
+Each baseline maps images (B, 3, H, W) in [0, 1] to L2-normalised codes. A baseline is one
+function decorated with ``@register_baseline("name")`` that builds its network from the config;
+``eval.baselines`` names the ones to run. Baselines reading the same backbone declare a
+``trunk`` (itself registered with ``@register_trunk``): the trunk then runs once per batch and
+each baseline is a head on its activations.
 
 - ``vgg_moments``: ALADIN-like, mean and std of every ReLU layer of the normalised VGG19 up to
   ``eval.moments_max_layer`` (relu4_1: the AdaIN encoder ALADIN takes its moments from).
@@ -10,18 +12,54 @@ pretrained file given there, random (seeded) weights when none is named.
   projection (P G Pᵀ) so relu4_1's 512x512 Gram becomes a small matrix; its upper triangle.
 - ``vit_raw``: the ViT's pooled features.
 
-The two VGG baselines share one VGG trunk and its forward pass.
+They start from the same backbones as the encoder (``train.model``): the VGG weights file and
+the ViT name / local pretrained file given there, random (seeded) weights when none is named.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylize.vgg import RELU_CHANNELS, RELU_INDEX, VGGFeatures
+from stylize.parts.vgg import RELU_CHANNELS, RELU_INDEX, VGGFeatures
 from train.model import ViTBranch, layer_moments, moment_norms, normalised_vgg, vgg_layers_up_to
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    build: Callable[[dict], nn.Module]   # config -> network (images, or the trunk's output, -> codes)
+    trunk: str | None
+
+
+_BASELINES: dict[str, BaselineSpec] = {}
+_TRUNKS: dict[str, Callable[[dict, list[nn.Module]], nn.Module]] = {}
+
+
+def register_baseline(name: str, trunk: str | None = None) -> Callable:
+    """Register ``build(cfg) -> nn.Module`` as baseline ``name``; with ``trunk``, the module
+    maps that trunk's output to codes, otherwise images to codes."""
+    def wrap(build: Callable[[dict], nn.Module]) -> Callable[[dict], nn.Module]:
+        if name in _BASELINES:
+            raise ValueError(f"baseline '{name}' registered twice")
+        _BASELINES[name] = BaselineSpec(build, trunk)
+        return build
+    return wrap
+
+
+def register_trunk(name: str) -> Callable:
+    """Register ``build(cfg, heads) -> nn.Module``: a backbone shared by several baselines."""
+    def wrap(build: Callable[[dict, list[nn.Module]], nn.Module]) -> Callable:
+        _TRUNKS[name] = build
+        return build
+    return wrap
+
+
+def list_baselines() -> list[str]:
+    return sorted(_BASELINES)
 
 
 class Normalised(nn.Module):
@@ -76,50 +114,61 @@ class LayerMoments(nn.Module):
         return layer_moments(activations, self.norms)
 
 
-class VGGBaselines(nn.Module):
-    """The VGG baselines asked for, from one pass of one VGG trunk: both read activations of
-    the same network, so computing them once halves the cost of evaluating both."""
+class SharedTrunk(nn.Module):
+    """Several baselines from one pass of one backbone: a dict name -> codes."""
 
-    def __init__(self, names: list[str], cfg: dict):
+    def __init__(self, trunk: nn.Module, heads: dict[str, nn.Module]):
         super().__init__()
-        self.heads = nn.ModuleDict()
-        if "vgg_moments" in names:
-            self.heads["vgg_moments"] = LayerMoments(vgg_layers_up_to(cfg["eval"]["moments_max_layer"]))
-        if "vgg_gram" in names:
-            self.heads["vgg_gram"] = ProjectedGram(list(cfg["eval"]["gram_layers"]),
-                                                   cfg["eval"]["gram_channels"], cfg["seed"])
-        wanted = sorted({layer for head in self.heads.values() for layer in head.layers},
-                        key=RELU_INDEX.get)
-        weights = cfg["train"]["model"]["vgg"]["weights"]
-        vgg = normalised_vgg(wanted[-1], Path(weights) if weights is not None else None)
-        self.features = VGGFeatures(wanted, vgg)
+        self.trunk = trunk
+        self.heads = nn.ModuleDict(heads)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        activations = self.features(images)
+        activations = self.trunk(images)
         return {name: F.normalize(head(activations).flatten(1), dim=1)
                 for name, head in self.heads.items()}
 
 
+@register_trunk("vgg")
+def vgg_trunk(cfg: dict, heads: list[nn.Module]) -> nn.Module:
+    """The normalised VGG19 tapping every layer its heads read (``head.layers``)."""
+    wanted = sorted({layer for head in heads for layer in head.layers}, key=RELU_INDEX.get)
+    weights = cfg["train"]["model"]["vgg"]["weights"]
+    return VGGFeatures(wanted, normalised_vgg(wanted[-1], Path(weights) if weights is not None else None))
+
+
+@register_baseline("vgg_moments", trunk="vgg")
+def vgg_moments(cfg: dict) -> nn.Module:
+    return LayerMoments(vgg_layers_up_to(cfg["eval"]["moments_max_layer"]))
+
+
+@register_baseline("vgg_gram", trunk="vgg")
+def vgg_gram(cfg: dict) -> nn.Module:
+    return ProjectedGram(list(cfg["eval"]["gram_layers"]), cfg["eval"]["gram_channels"], cfg["seed"])
+
+
+@register_baseline("vit_raw")
 def vit_raw(cfg: dict) -> nn.Module:
-    return Normalised(ViTBranch(cfg["train"]["model"]["vit"], cfg["eval"]["image_size"]))
-
-
-VGG_BASELINES = ("vgg_moments", "vgg_gram")
-BASELINES = (*VGG_BASELINES, "vit_raw")
+    return ViTBranch(cfg["train"]["model"]["vit"], cfg["eval"]["image_size"])
 
 
 def build_baselines(names: list[str], cfg: dict) -> list[tuple[list[str], nn.Module]]:
-    """The baselines by name as (names, network) pairs in eval mode: one network computes all
-    the VGG baselines (returning a dict of codes), ``vit_raw`` is a network of its own.
-    Random weights are seeded from ``cfg['seed']``."""
-    unknown = [name for name in names if name not in BASELINES]
+    """The baselines by name as (names, network) pairs in eval mode, built in the order their
+    first member is named: baselines sharing a trunk become one network returning a dict of
+    codes, any other is a network of its own. Random weights are seeded from ``cfg['seed']``."""
+    unknown = [name for name in names if name not in _BASELINES]
     if unknown:
-        raise KeyError(f"unknown baseline '{unknown[0]}'; known: {', '.join(BASELINES)}")
+        raise KeyError(f"unknown baseline '{unknown[0]}'; known: {', '.join(list_baselines())}")
     torch.manual_seed(cfg["seed"])
     built: list[tuple[list[str], nn.Module]] = []
-    vgg_names = [name for name in names if name in VGG_BASELINES]
-    if vgg_names:
-        built.append((vgg_names, VGGBaselines(vgg_names, cfg).eval()))
-    if "vit_raw" in names:
-        built.append((["vit_raw"], vit_raw(cfg).eval()))
+    trunks_built: set[str] = set()
+    for name in dict.fromkeys(names):
+        spec = _BASELINES[name]
+        if spec.trunk is None:
+            built.append(([name], Normalised(spec.build(cfg)).eval()))
+        elif spec.trunk not in trunks_built:
+            trunks_built.add(spec.trunk)
+            members = [n for n in dict.fromkeys(names) if _BASELINES[n].trunk == spec.trunk]
+            heads = {member: _BASELINES[member].build(cfg) for member in members}
+            trunk = _TRUNKS[spec.trunk](cfg, list(heads.values()))
+            built.append((members, SharedTrunk(trunk, heads).eval()))
     return built

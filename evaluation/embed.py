@@ -17,9 +17,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from pipeline.manifest import ManifestError, read_content_manifest
+from common.images import ImageError, open_image
+from shards.manifest import ManifestError, read_content_manifest
 from shards.codec import pil_to_tensor
-from shards.reader import ShardError, StyleGroup, complete_shards, iter_groups, read_info
+from shards.reader import ShardError, StyleSample, complete_shards, iter_samples, read_info
 
 
 class EvalError(RuntimeError):
@@ -105,11 +106,11 @@ def embed_images(images: Iterable[Image.Image], models: Sequence[Embedder],
             for name, chunks in parts.items()}
 
 
-class _GroupCollector:
+class _SampleCollector:
     """Streams a split's stylized images while recording their ids and keeping the (few)
     style references, which are embedded after the pass."""
 
-    def __init__(self, groups: Iterable[StyleGroup]):
+    def __init__(self, groups: Iterable[StyleSample]):
         self.groups = groups
         self.style_ids: list[str] = []
         self.content_ids: list[str] = []
@@ -145,11 +146,10 @@ def load_content_images(manifest: Path, content_ids: Sequence[str]) -> list[Imag
     missing = sorted(set(content_ids) - set(rows))
     if missing:
         raise EvalError(f"{manifest}: content ids used in the shards are missing: {missing[:5]}")
-    images = []
-    for content_id in content_ids:
-        with Image.open(rows[content_id].path) as img:
-            images.append(img.convert("RGB"))
-    return images
+    try:
+        return [open_image(rows[content_id].path) for content_id in content_ids]
+    except ImageError as exc:
+        raise EvalError(f"content source image for content IR-1: {exc}") from None
 
 
 class RecurringImages:
@@ -184,7 +184,7 @@ def embed_split(split_dir: str | Path, models: Sequence[Embedder], batch_size: i
     try:
         if not complete_shards(split_dir):
             raise EvalError(f"split {split_dir} has no complete shards")
-        collector = _GroupCollector(iter_groups(split_dir))
+        collector = _SampleCollector(iter_samples(split_dir))
         images = embed_images(collector.images(), models, batch_size)
     except ShardError as exc:
         raise EvalError(str(exc)) from None
@@ -212,7 +212,7 @@ def load_split_images(split_dir: str | Path, positions: set[int]) -> dict[int, I
     """The stylized images at the given positions of a split (in ``embed_split`` order)."""
     found: dict[int, Image.Image] = {}
     position = 0
-    for group in iter_groups(split_dir):
+    for group in iter_samples(split_dir):
         for image in group.images:
             if position in positions:
                 found[position] = image

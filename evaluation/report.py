@@ -18,15 +18,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from evaluation.scoring import CROPS_METRICS, LOWER_IS_BETTER, TEST_METRICS  # noqa: E402
-from evaluation.splits import CROPS_SPLIT, SplitRoles  # noqa: E402
+from evaluation.scoring import CROPS, TEST, metrics_for  # noqa: E402
+from shards.reader import SplitRoles  # noqa: E402
 
 Results = dict[str, dict[str, dict[str, float]]]
-
-METRIC_TITLES = {"style_map": "Style mAP", "style_ir1": "Style IR-1",
-                 "content_map": "Content mAP", "content_ir1": "Content IR-1",
-                 "style_recall1": "Style recall@1", "style_recall10": "Style recall@10",
-                 "map": "Crops mAP", "top1": "Crops top-1 accuracy"}
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -34,7 +29,7 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def train_average(results: Results, model: str, roles: SplitRoles, metric: str) -> float:
-    values = [results[model][s][metric] for s in roles.train if s in results[model]]
+    values = [results[model][s][metric] for s in roles.tests if s in results[model]]
     values = [v for v in values if not math.isnan(v)]
     return float(np.mean(values)) if values else float("nan")
 
@@ -53,16 +48,16 @@ def _cell(value: float) -> str:
 def _table(results: Results, metric: str, roles: SplitRoles) -> list[str]:
     """Models as rows, splits as columns; the training-method average and the held-out split
     stand apart at the right."""
-    columns = roles.train + roles.other
+    columns = roles.tests
     header = ["model"] + columns
-    if roles.train:
+    if roles.tests:
         header.append("**avg (train methods)**")
     if roles.held_out:
         header.append(f"**{roles.held_out} (held out)**")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model, splits in results.items():
         cells = [_cell(splits.get(c, {}).get(metric, float("nan"))) for c in columns]
-        if roles.train:
+        if roles.tests:
             cells.append(_cell(train_average(results, model, roles, metric)))
         if roles.held_out:
             cells.append(_cell(splits.get(roles.held_out, {}).get(metric, float("nan"))))
@@ -75,18 +70,20 @@ def markdown_report(results: Results, roles: SplitRoles, meta: dict) -> str:
              f"Shards: `{meta['shards']}`. Held-out NST method: `{meta['held_out']}`. "
              "Values in %. Style metrics: higher is better. Content metrics: lower is better "
              "(a style code should not find images of the same content).", ""]
-    for metric in TEST_METRICS:
-        better = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
-        lines += [f"## {METRIC_TITLES[metric]} ({better})", ""]
-        lines += _table(results, metric, roles) + [""]
-    if any(CROPS_SPLIT in splits for splits in results.values()):
+    for metric in metrics_for(TEST):
+        better = "lower is better" if metric.lower_is_better else "higher is better"
+        lines += [f"## {metric.title} ({better})", ""]
+        lines += _table(results, metric.name, roles) + [""]
+    crops = roles.crops
+    if crops and any(crops in splits for splits in results.values()):
+        crop_metrics = metrics_for(CROPS)
         lines += ["## Crops of real images (higher is better)", "",
                   "Each crop queries all other crops; relevant = crops of the same image.", ""]
-        lines += ["| model | " + " | ".join(METRIC_TITLES[k] for k in CROPS_METRICS) + " |",
-                  "|" + "---|" * (1 + len(CROPS_METRICS))]
+        lines += ["| model | " + " | ".join(m.title for m in crop_metrics) + " |",
+                  "|" + "---|" * (1 + len(crop_metrics))]
         for model, splits in results.items():
-            if CROPS_SPLIT in splits:
-                cells = [_cell(splits[CROPS_SPLIT][k]) for k in CROPS_METRICS]
+            if crops in splits:
+                cells = [_cell(splits[crops][m.name]) for m in crop_metrics]
                 lines.append("| " + " | ".join([model] + cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""The numbers reported per model and split (see "Evaluation" in the design notes), in %.
+"""The metrics reported per model and split, in %: one table, read by the scoring, the report
+and the printed summary alike. Adding a metric is one entry of ``METRICS``.
 
 Test splits: style retrieval among the split's stylizations (mAP, recall@1, recall@10), style
 IR-1 against the split's style references, and the same for content (relevant = same content
@@ -7,33 +8,79 @@ against all other crops, relevant = crops of the same image.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable
+
 import torch
 
 from evaluation.embed import SplitEmbeddings
-from evaluation.metrics import rank_queries
+from evaluation.metrics import Ranking, rank_queries
 
-TEST_METRICS = ("style_map", "style_ir1", "content_map", "content_ir1", "style_recall1",
-                "style_recall10")
-CROPS_METRICS = ("map", "top1")
-LOWER_IS_BETTER = ("content_map", "content_ir1")
+TEST, CROPS = "test", "crops"   # the kinds of split a metric applies to
 
 
-def score_test_split(split: SplitEmbeddings, model: str, chunk_size: int,
-                     device: torch.device) -> dict[str, float]:
-    images = split.images[model]
-    options = dict(chunk_size=chunk_size, device=device)
-    style = rank_queries(images, split.style_ids, **options)
-    style_ir = rank_queries(images, split.style_ids, split.references[model], split.reference_ids,
-                            with_ap=False, **options)
-    content = rank_queries(images, split.content_ids, **options)
-    content_ir = rank_queries(images, split.content_ids, split.contents[model],
-                              split.content_gallery_ids, with_ap=False, **options)
-    return {"style_map": style.mean_ap(), "style_ir1": style_ir.recall(1),
-            "content_map": content.mean_ap(), "content_ir1": content_ir.recall(1),
-            "style_recall1": style.recall(1), "style_recall10": style.recall(10)}
+class Rankings:
+    """The retrieval tasks of one model on one split, each ranked on first use (several
+    metrics read one ranking)."""
+
+    def __init__(self, split: SplitEmbeddings, model: str, chunk_size: int, device: torch.device):
+        self.split, self.model = split, model
+        self.options = dict(chunk_size=chunk_size, device=device)
+
+    def _self_ranked(self, labels) -> Ranking:
+        return rank_queries(self.split.images[self.model], labels, **self.options)
+
+    @cached_property
+    def style(self) -> Ranking:
+        return self._self_ranked(self.split.style_ids)
+
+    @cached_property
+    def content(self) -> Ranking:
+        return self._self_ranked(self.split.content_ids)
+
+    @cached_property
+    def style_references(self) -> Ranking:
+        return rank_queries(self.split.images[self.model], self.split.style_ids,
+                            self.split.references[self.model], self.split.reference_ids,
+                            with_ap=False, **self.options)
+
+    @cached_property
+    def content_sources(self) -> Ranking:
+        return rank_queries(self.split.images[self.model], self.split.content_ids,
+                            self.split.contents[self.model], self.split.content_gallery_ids,
+                            with_ap=False, **self.options)
 
 
-def score_crops(split: SplitEmbeddings, model: str, chunk_size: int,
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    title: str
+    kind: str                                 # TEST or CROPS
+    lower_is_better: bool
+    compute: Callable[[Rankings], float]
+    summary: bool = False                     # also printed by the evaluation command
+
+
+METRICS = (
+    Metric("style_map", "Style mAP", TEST, False, lambda r: r.style.mean_ap(), summary=True),
+    Metric("style_ir1", "Style IR-1", TEST, False, lambda r: r.style_references.recall(1)),
+    Metric("content_map", "Content mAP", TEST, True, lambda r: r.content.mean_ap(), summary=True),
+    Metric("content_ir1", "Content IR-1", TEST, True, lambda r: r.content_sources.recall(1)),
+    Metric("style_recall1", "Style recall@1", TEST, False, lambda r: r.style.recall(1)),
+    Metric("style_recall10", "Style recall@10", TEST, False, lambda r: r.style.recall(10)),
+    # On crops the "style" label is the source image: relevant = crops of the same image.
+    Metric("map", "Crops mAP", CROPS, False, lambda r: r.style.mean_ap()),
+    Metric("top1", "Crops top-1 accuracy", CROPS, False, lambda r: r.style.recall(1)),
+)
+
+
+def metrics_for(kind: str) -> list[Metric]:
+    return [metric for metric in METRICS if metric.kind == kind]
+
+
+def score_split(split: SplitEmbeddings, model: str, kind: str, chunk_size: int,
                 device: torch.device) -> dict[str, float]:
-    crops = rank_queries(split.images[model], split.style_ids, chunk_size=chunk_size, device=device)
-    return {"map": crops.mean_ap(), "top1": crops.recall(1)}
+    """Every metric of ``kind`` for one model on one split."""
+    rankings = Rankings(split, model, chunk_size, device)
+    return {metric.name: metric.compute(rankings) for metric in metrics_for(kind)}

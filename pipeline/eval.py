@@ -25,9 +25,8 @@ from evaluation.metrics import default_device, nearest_neighbours  # noqa: E402
 from evaluation.models import build_models  # noqa: E402
 from evaluation.report import (Results, markdown_report, plot_retrieval_grid,  # noqa: E402
                                plot_style_vs_content, train_average, write_json)
-from evaluation.scoring import score_crops, score_test_split  # noqa: E402
-from evaluation.splits import CROPS_SPLIT, SplitRoles, split_roles  # noqa: E402
-from shards.reader import ShardError  # noqa: E402
+from evaluation.scoring import CROPS, METRICS, TEST, score_split  # noqa: E402
+from shards.reader import ShardError, SplitRoles, split_roles  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,8 +65,11 @@ def evaluate(args: argparse.Namespace) -> Results:
     if args.baselines is not None:
         cfg["eval"]["baselines"] = [] if args.baselines == "none" else args.baselines.split(",")
     shards, out = Path(args.shards).resolve(), Path(args.out).resolve()
-    roles, has_crops = split_roles(shards, cfg)
-    for split in roles.columns():  # fail before any embedding work, not after
+    roles = split_roles(shards)
+    if not roles.test_columns():
+        raise EvalError(f"{shards} holds no test-<method> splits: point --shards at the output "
+                        "folder of pipeline/stylize.py")
+    for split in roles.test_columns():  # fail before any embedding work, not after
         manifest = content_manifest_path(shards / split)
         if not manifest.is_file():
             raise EvalError(f"{shards / split}: content manifest not found: {manifest}")
@@ -76,22 +78,21 @@ def evaluate(args: argparse.Namespace) -> Results:
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out)
     names = model_names(models)
+    splits = [(name, TEST) for name in roles.test_columns()] + ([(roles.crops, CROPS)] if roles.crops else [])
     print(f"evaluating {', '.join(names)} on {device}; splits: "
-          f"{', '.join(roles.columns() + ([CROPS_SPLIT] if has_crops else []))}", flush=True)
+          f"{', '.join(name for name, _ in splits)}", flush=True)
     results: Results = {name: {} for name in names}
-    meta = {"shards": str(shards), "held_out": roles.held_out, "train_splits": roles.train,
+    meta = {"shards": str(shards), "held_out": roles.held_out, "train_splits": roles.tests,
             "device": str(device), "seconds": {}}
-    grid_split = roles.held_out or roles.columns()[-1]
+    grid_split = roles.held_out or roles.test_columns()[-1]
     recurring = RecurringImages(models, cfg["eval"]["batch_size"])
-    for split_name in roles.columns() + ([CROPS_SPLIT] if has_crops else []):
-        is_test = split_name != CROPS_SPLIT
+    for split_name, kind in splits:
         split = embed_split(shards / split_name, models, cfg["eval"]["batch_size"],
-                            with_contents=is_test, recurring=recurring)
+                            with_contents=kind == TEST, recurring=recurring)
         save_embeddings(split, out)
         started = time.time()
-        score = score_test_split if is_test else score_crops
         for name in names:
-            results[name][split_name] = score(split, name, cfg["eval"]["chunk_size"], device)
+            results[name][split_name] = score_split(split, name, kind, cfg["eval"]["chunk_size"], device)
         meta["seconds"][split_name] = {"embed": round(split.seconds, 2),
                                        "metrics": round(time.time() - started, 2)}
         print(f"  {split_name}: {len(split.style_ids)} images, embedded in {split.seconds:.1f}s, "
@@ -100,20 +101,25 @@ def evaluate(args: argparse.Namespace) -> Results:
             retrieval_grid(split, shards / split_name, names[0], cfg, out)
     write_json(results, meta, out / "report.json")
     (out / "report.md").write_text(markdown_report(results, roles, meta))
-    plot_style_vs_content(results, roles.columns(), roles.held_out, out / "style_vs_content.png")
+    plot_style_vs_content(results, roles.test_columns(), roles.held_out, out / "style_vs_content.png")
     print_summary(results, roles)
     print(f"report: {out / 'report.md'}", flush=True)
     return results
 
 
 def print_summary(results: Results, roles: SplitRoles) -> None:
-    held = roles.held_out
-    print(f"{'model':<20} {'style mAP avg':>14} {'held-out mAP':>13} {'content mAP avg':>16} "
-          "(content: lower is better)")
+    """The summary metrics of the table: averaged over the training methods' splits, and on
+    the held-out split."""
+    columns = [(f"{m.title} avg", m.name, None) for m in METRICS if m.summary]
+    if roles.held_out:
+        columns += [(f"{m.title} held out", m.name, roles.held_out) for m in METRICS if m.summary]
+    print(f"{'model':<20} " + " ".join(f"{title:>22}" for title, _, _ in columns)
+          + "  (" + ", ".join(f"{m.title}: lower is better" for m in METRICS
+                              if m.summary and m.lower_is_better) + ")")
     for model, splits in results.items():
-        held_map = splits[held]["style_map"] if held else float("nan")
-        print(f"{model:<20} {train_average(results, model, roles, 'style_map'):>14.2f} "
-              f"{held_map:>13.2f} {train_average(results, model, roles, 'content_map'):>16.2f}")
+        values = [train_average(results, model, roles, name) if split is None else splits[split][name]
+                  for _, name, split in columns]
+        print(f"{model:<20} " + " ".join(f"{value:>22.2f}" for value in values))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,18 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from pipeline.manifest import ContentRow, StyleRow
-
-TRAIN = "train"
-CROPS = "crops"
-CROP_METHOD = "crop"
-
-
-TEST_PREFIX = "test-"
-
-
-def test_split(method: str) -> str:
-    return TEST_PREFIX + method
+from shards.manifest import ContentRow, StyleRow
+from shards.schema import CROP_METHOD, CROPS_SPLIT, TRAIN_SPLIT, test_split
 
 
 @dataclass(frozen=True)
@@ -38,7 +28,7 @@ class PlannedItem:
 
 
 @dataclass(frozen=True)
-class PlannedGroup:
+class PlannedSample:
     style_id: str
     style_path: str
     group: str
@@ -50,7 +40,7 @@ class PlannedGroup:
 class ShardPlan:
     split: str
     number: int
-    groups: tuple[PlannedGroup, ...]
+    groups: tuple[PlannedSample, ...]
 
     @property
     def num_items(self) -> int:
@@ -128,11 +118,11 @@ def _crop_items(style: StyleRow, grid: int) -> tuple[PlannedItem, ...]:
                              {"row": r, "col": c, "grid": grid}, 0) for i, (r, c) in enumerate(cells))
 
 
-def _group(style: StyleRow, items: tuple[PlannedItem, ...]) -> PlannedGroup:
-    return PlannedGroup(style.style_id, style.path, style.group, style.tags, items)
+def _group(style: StyleRow, items: tuple[PlannedItem, ...]) -> PlannedSample:
+    return PlannedSample(style.style_id, style.path, style.group, style.tags, items)
 
 
-def _cut(split: str, groups: list[PlannedGroup], per_shard: int) -> list[ShardPlan]:
+def _cut(split: str, groups: list[PlannedSample], per_shard: int) -> list[ShardPlan]:
     return [ShardPlan(split, n, tuple(groups[i:i + per_shard]))
             for n, i in enumerate(range(0, len(groups), per_shard))]
 
@@ -150,7 +140,7 @@ def make_plan(contents: list[ContentRow], styles: list[StyleRow], cfg: dict, see
     plan = Plan()
     train_groups = [_group(s, _draw_items(train_contents, scfg["train_contents_per_style"],
                                           methods, strengths, rng)) for s in train_styles]
-    plan.shards += _cut(TRAIN, train_groups, scfg["groups_per_shard"])
+    plan.shards += _cut(TRAIN_SPLIT, train_groups, scfg["styles_per_shard"])
     # Every test split pairs the same styles with the same contents, so methods compare fairly.
     pairings = [_draw_items(test_contents, scfg["test_contents_per_style"], methods, strengths, rng)
                 for _ in test_styles]
@@ -158,7 +148,7 @@ def make_plan(contents: list[ContentRow], styles: list[StyleRow], cfg: dict, see
         groups = [_group(style, tuple(PlannedItem(**{**asdict(item), "method": method})
                                       for item in items))
                   for style, items in zip(test_styles, pairings)]
-        plan.shards += _cut(test_split(method), groups, scfg["groups_per_shard"])
+        plan.shards += _cut(test_split(method), groups, scfg["styles_per_shard"])
     crops = [_group(s, _crop_items(s, scfg["crops_grid"])) for s in test_styles]
-    plan.shards += _cut(CROPS, crops, scfg["groups_per_shard"])
+    plan.shards += _cut(CROPS_SPLIT, crops, scfg["styles_per_shard"])
     return plan

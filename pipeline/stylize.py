@@ -18,10 +18,11 @@ import os  # noqa: E402
 import time  # noqa: E402
 
 from common.config import add_config_args, load_config, save_config  # noqa: E402
-from pipeline.manifest import read_content_manifest, read_style_manifest  # noqa: E402
+from common.files import write_json  # noqa: E402
 from pipeline.plan import Plan, ShardPlan, make_plan, strength_choices  # noqa: E402
+from shards.manifest import read_content_manifest, read_style_manifest  # noqa: E402
 from shards.reader import complete_shards  # noqa: E402
-from shards.writer import is_complete, write_json, write_split_info  # noqa: E402
+from shards.writer import is_complete, write_split_info  # noqa: E402
 from stylize import list_methods  # noqa: E402
 
 STATE_NAME = "_stage1.json"
@@ -39,7 +40,7 @@ def resolve_inputs(cfg: dict) -> tuple[Path, Path]:
     if data["content_manifest"] or data["style_manifest"]:
         raise Stage1Error("set both data.content_manifest and data.style_manifest, or neither "
                           "(neither: use the synthetic world)")
-    from pipeline.synth import ensure_world, world_dir
+    from world.generate import ensure_world, world_dir
     world = ensure_world(cfg["world"], cfg["seed"], world_dir(cfg))
     return Path(world.content_manifest), Path(world.style_manifest)
 

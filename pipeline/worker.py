@@ -12,21 +12,12 @@ from typing import Iterator
 import torch
 from PIL import Image
 
-from pipeline.plan import CROP_METHOD, PlannedGroup, PlannedItem, ShardPlan
+from common.images import open_image
+from pipeline.plan import PlannedSample, PlannedItem, ShardPlan
 from shards.codec import encode_jpeg, pil_to_tensor
+from shards.schema import CROP_METHOD
 from shards.writer import ShardWriter
 from stylize import NSTMethod, create_method
-
-
-def open_image(path: str) -> Image.Image:
-    """Open a local path or any URL fsspec understands, as RGB."""
-    if "://" in path:
-        import fsspec
-        with fsspec.open(path, "rb") as fh:
-            with Image.open(fh) as img:
-                return img.convert("RGB")
-    with Image.open(path) as img:
-        return img.convert("RGB")
 
 
 def square(image: Image.Image, size: int) -> Image.Image:
@@ -98,13 +89,13 @@ class ShardWorker:
         return results + [({**_record(item), "params": params, "seed": batch[0].seed},
                            encode_jpeg(out, quality), "") for (item, _), out in zip(loaded, outputs)]
 
-    def _crops(self, group: PlannedGroup, image: Image.Image) -> list[tuple[dict, bytes | None, str]]:
+    def _crops(self, group: PlannedSample, image: Image.Image) -> list[tuple[dict, bytes | None, str]]:
         size, quality = self.scfg["crops_size"], self.scfg["jpeg_quality"]
         return [(_record(item), encode_jpeg(crop_cell(image, item.params["row"], item.params["col"],
                                                       item.params["grid"], size), quality), "")
                 for item in group.items]
 
-    def _group_outputs(self, group: PlannedGroup, image: Image.Image
+    def _group_outputs(self, group: PlannedSample, image: Image.Image
                        ) -> list[tuple[dict, bytes | None, str]]:
         if group.items and group.items[0].method == CROP_METHOD:
             return self._crops(group, image)
@@ -125,10 +116,10 @@ class ShardWorker:
                     image = open_image(group.style_path)
                 except Exception as exc:  # without its style image the whole group fails
                     reason = f"style {group.style_path}: {exc}"
-                    writer.write_group(meta, None, [(_record(i), None, reason) for i in group.items])
+                    writer.write_sample(meta, None, [(_record(i), None, reason) for i in group.items])
                     continue
                 reference = square(image, self.scfg["style_image_size"])
-                writer.write_group(meta, encode_jpeg(reference, self.scfg["jpeg_quality"]),
+                writer.write_sample(meta, encode_jpeg(reference, self.scfg["jpeg_quality"]),
                                    self._group_outputs(group, image))
         except BaseException:
             writer.abort()

@@ -16,11 +16,12 @@ import webdataset as wds
 from PIL import Image
 
 from shards.codec import decode_image
-from shards.schema import INFO_NAME, META_MEMBER, STYLE_MEMBER
+from shards.schema import (INFO_NAME, META_MEMBER, ROLE_CROPS, ROLE_HELD_OUT, ROLE_TEST,
+                           STYLE_MEMBER)
 
 
 @dataclass
-class StyleGroup:
+class StyleSample:
     """One decoded sample: a style reference and its stylizations, in plan order."""
 
     key: str
@@ -34,10 +35,6 @@ class StyleGroup:
 
 class ShardError(RuntimeError):
     pass
-
-
-def split_dir(root: str | Path, split: str) -> Path:
-    return Path(root) / split
 
 
 def list_splits(root: str | Path) -> list[str]:
@@ -73,8 +70,35 @@ def read_index(directory: str | Path) -> pa.Table:
     return pa.concat_tables(tables)
 
 
-def decode_group(sample: dict) -> StyleGroup:
-    """Turn a raw WebDataset sample (bytes per member) into a StyleGroup."""
+@dataclass
+class SplitRoles:
+    """The evaluation splits of a shards root by role, as stage 1 recorded them in _info.json."""
+
+    tests: list[str]           # test splits of the training methods (averaged in reports)
+    held_out: str | None       # the held-out method's test split
+    crops: str | None
+
+    def test_columns(self) -> list[str]:
+        return self.tests + ([self.held_out] if self.held_out else [])
+
+
+def split_roles(root: str | Path) -> SplitRoles:
+    """Read each split's role from its ``_info.json``."""
+    by_role: dict[str, list[str]] = {}
+    for split in list_splits(root):
+        info = read_info(Path(root) / split)
+        if "role" not in info:
+            raise ShardError(f"{Path(root) / split / INFO_NAME} records no split role (written by an "
+                             "older stage 1): rerun stage 1's command, it rewrites the summaries")
+        by_role.setdefault(info["role"], []).append(split)
+    held_out = by_role.get(ROLE_HELD_OUT, [])
+    crops = by_role.get(ROLE_CROPS, [])
+    return SplitRoles(tests=by_role.get(ROLE_TEST, []), held_out=held_out[0] if held_out else None,
+                      crops=crops[0] if crops else None)
+
+
+def decode_sample(sample: dict) -> StyleSample:
+    """Turn a raw WebDataset sample (bytes per member) into a StyleSample."""
     meta = json.loads(sample[META_MEMBER])
     items = meta["items"]
     try:
@@ -82,7 +106,7 @@ def decode_group(sample: dict) -> StyleGroup:
     except KeyError as exc:
         raise ShardError(f"sample {sample.get('__key__')} in {sample.get('__url__')} "
                          f"lacks member {exc}") from None
-    return StyleGroup(key=sample["__key__"], style_id=meta["style_id"], group=meta.get("group") or "",
+    return StyleSample(key=sample["__key__"], style_id=meta["style_id"], group=meta.get("group") or "",
                       tags=list(meta.get("tags") or []), style=decode_image(sample[STYLE_MEMBER]),
                       images=images, items=items)
 
@@ -102,7 +126,7 @@ def raw_samples(urls: Iterable[str], **kwargs) -> wds.WebDataset:
     return wds.WebDataset(list(urls), shardshuffle=False, empty_check=False, **kwargs)
 
 
-def iter_groups(directory: str | Path) -> Iterator[StyleGroup]:
+def iter_samples(directory: str | Path) -> Iterator[StyleSample]:
     """Every group of a split, decoded, in shard order (evaluation reads this way)."""
     for sample in raw_samples(complete_shards(directory)):
-        yield decode_group(sample)
+        yield decode_sample(sample)

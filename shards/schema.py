@@ -8,7 +8,15 @@ One WebDataset sample is one style group, keyed ``s<style_id>``::
 
 Per split directory ``<out>/<split>/``: ``shard-NNNNNN.tar`` (samples), ``shard-NNNNNN.parquet``
 (one row per planned stylization, failures included), ``shard-NNNNNN.stats.json`` (written last:
-a shard is complete only when it exists) and ``_info.json`` (the split's summary).
+a shard is complete only when it exists) and ``_info.json`` (the split's summary, with its
+``role``).
+
+Splits and their roles, defined here and nowhere else:
+
+    train            role "train":     stylized with the training methods
+    test-<method>    role "test":      one per training method, the same style/content pairs
+                     role "held_out":  the held-out method's (never seen in training)
+    crops            role "crops":     test style images cut into grids of crops
 """
 from __future__ import annotations
 
@@ -23,6 +31,12 @@ META_MEMBER = "json"
 INFO_NAME = "_info.json"
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
+
+TRAIN_SPLIT = "train"
+CROPS_SPLIT = "crops"
+TEST_PREFIX = "test-"
+CROP_METHOD = "crop"       # the "method" of a crops item: a cell cut, no stylization
+ROLE_TRAIN, ROLE_TEST, ROLE_HELD_OUT, ROLE_CROPS = "train", "test", "held_out", "crops"
 
 # One row per planned stylization (and per failure, with its reason).
 INDEX_SCHEMA = pa.schema([
@@ -68,3 +82,18 @@ def shard_paths(split_dir: Path, number: int) -> dict[str, Path]:
     return {"tar": split_dir / f"{stem}.tar",
             "index": split_dir / f"{stem}.parquet",
             "stats": split_dir / f"{stem}.stats.json"}
+
+
+def test_split(method: str) -> str:
+    return TEST_PREFIX + method
+
+
+def split_role(split: str, held_out: str | None) -> str:
+    """The role of a split name, given the run's held-out method."""
+    if split == TRAIN_SPLIT:
+        return ROLE_TRAIN
+    if split == CROPS_SPLIT:
+        return ROLE_CROPS
+    if not split.startswith(TEST_PREFIX):
+        raise ValueError(f"'{split}' is not a split name (train, crops or {TEST_PREFIX}<method>)")
+    return ROLE_HELD_OUT if held_out and split == test_split(held_out) else ROLE_TEST

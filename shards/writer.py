@@ -1,36 +1,20 @@
-"""Writes one shard atomically: the tar under a temporary name, renamed when complete, then its
-parquet index, then the stats file that marks the shard complete (so reruns can skip it)."""
+"""Writes one shard atomically: the tar under a temporary name; when it is complete, its parquet
+index, then the tar renamed to its final name, then the stats file that marks the shard complete
+(so reruns can skip it). A reader never meets a published tar without its index."""
 from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shards.schema import (INDEX_SCHEMA, META_MEMBER, STATUS_FAILED, STATUS_OK, STYLE_MEMBER,
-                           INFO_NAME, item_member, sample_key, shard_paths, shard_stem)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a unique temporary name in the same folder, then rename over the target."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, payload: Any) -> None:
-    write_atomic(path, json.dumps(payload, indent=2, sort_keys=True).encode())
+from common.files import atomic_output, publish, temporary_path, write_json
+from shards.schema import (INDEX_SCHEMA, INFO_NAME, META_MEMBER, STATUS_FAILED, STATUS_OK,
+                           STYLE_MEMBER, item_member, sample_key, shard_paths, shard_stem, split_role)
 
 
 def is_complete(split_dir: Path, number: int) -> bool:
@@ -52,7 +36,7 @@ class ShardWriter:
         self.split_dir = Path(self.split_dir)
         self.split_dir.mkdir(parents=True, exist_ok=True)
         self.paths = shard_paths(self.split_dir, self.number)
-        self._tmp_tar = self.split_dir / f".{shard_stem(self.number)}.{uuid.uuid4().hex}.tar.tmp"
+        self._tmp_tar = temporary_path(self.paths["tar"])
         self._tar = tarfile.open(self._tmp_tar, "w")
 
     def _add(self, name: str, data: bytes) -> None:
@@ -69,7 +53,7 @@ class ShardWriter:
                 "method": item["method"], "params": json.dumps(item.get("params", {}), sort_keys=True),
                 "seed": int(item["seed"]), "status": status, "reason": reason}
 
-    def write_group(self, group_meta: dict, style_jpeg: bytes | None,
+    def write_sample(self, group_meta: dict, style_jpeg: bytes | None,
                     outputs: list[tuple[dict, bytes | None, str]]) -> None:
         """Add one style group.
 
@@ -98,13 +82,9 @@ class ShardWriter:
     def close(self) -> dict:
         """Publish the shard; returns its stats."""
         self._tar.close()
-        with open(self._tmp_tar, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self._tmp_tar, self.paths["tar"])
-        table = pa.Table.from_pylist(self.rows, schema=INDEX_SCHEMA)
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        write_atomic(self.paths["index"], sink.getvalue().to_pybytes())
+        with atomic_output(self.paths["index"]) as fh:
+            pq.write_table(pa.Table.from_pylist(self.rows, schema=INDEX_SCHEMA), fh)
+        publish(self._tmp_tar, self.paths["tar"])
         ok = sum(row["status"] == STATUS_OK for row in self.rows)
         stats = {"shard": shard_stem(self.number), "split": self.split, "samples": self.samples,
                  "images": ok, "failed": len(self.rows) - ok, "planned": len(self.rows),
@@ -118,8 +98,10 @@ class ShardWriter:
 
 
 def write_split_info(split_dir: Path, split: str, stats: list[dict], extra: dict) -> dict:
-    """Summarise a split's complete shards in ``_info.json``."""
-    info = {"split": split, "shards": [s["shard"] + ".tar" for s in stats],
+    """Summarise a split's complete shards in ``_info.json``, with the split's role (from its
+    name and ``extra["held_out"]``, the run's held-out method)."""
+    info = {"split": split, "role": split_role(split, extra.get("held_out")),
+            "shards": [s["shard"] + ".tar" for s in stats],
             "samples": sum(s["samples"] for s in stats), "images": sum(s["images"] for s in stats),
             "failed": sum(s["failed"] for s in stats), **extra}
     write_json(Path(split_dir) / INFO_NAME, info)

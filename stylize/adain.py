@@ -18,16 +18,12 @@ from typing import Any
 import torch
 
 from stylize.base import register_method
-from stylize.checkpoint import PretrainedMethod, resolve_files
-from stylize.decoder import (RELU4_1_STRIDE, adain, blend, finish, load_decoder,
-                             load_vgg_encoder, mean_std, pad_to_multiple)
+from stylize.parts.checkpoint import PretrainedMethod, resolve_files
+from stylize.parts.adain_family import (RELU4_1_STRIDE, adain, finish, load_decoder,
+                                       load_vgg_encoder, mean_std, pad_to_multiple)
+from stylize.parts.imageops import blend, symmetric_power
 
 PUBLISHED_FILES = {"vgg": "vgg_normalised.pth", "decoder": "decoder.pth"}
-
-
-def _symmetric_power(matrix: torch.Tensor, power: float) -> torch.Tensor:
-    eigenvalues, eigenvectors = torch.linalg.eigh(matrix)
-    return eigenvectors @ torch.diag(eigenvalues.clamp_min(1e-12) ** power) @ eigenvectors.T
 
 
 def match_colours(source: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -45,8 +41,8 @@ def match_colours(source: torch.Tensor, target: torch.Tensor, eps: float = 1e-5)
 
     normalised, _, _, source_corr = standardise(source)
     _, mean, std, target_corr = standardise(target)
-    whitened = _symmetric_power(source_corr, -0.5) @ normalised
-    coloured = _symmetric_power(target_corr, 0.5) @ whitened * std + mean
+    whitened = symmetric_power(source_corr, -0.5, floor=1e-12) @ normalised
+    coloured = symmetric_power(target_corr, 0.5, floor=1e-12) @ whitened * std + mean
     return coloured.reshape(source.shape).to(source.dtype)
 
 
@@ -87,6 +83,6 @@ class AdaIN(PretrainedMethod):
         else:
             style_mean, style_std = style_state
         content_features = self.encode(pad_to_multiple(contents, RELU4_1_STRIDE))
-        features = blend(adain(content_features, style_mean, style_std), content_features,
+        features = blend(content_features, adain(content_features, style_mean, style_std),
                          strength)
         return finish(self.decoder(features), height, width)

@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylize.base import register_method
-from stylize.checkpoint import PretrainedMethod, build_and_load, resolve_files
-from stylize.decoder import adain, adain_decoder, blend, mean_std
-from stylize.vgg import modules_up_to, vgg_normalised
+from stylize.parts.checkpoint import PretrainedMethod, build_and_load, resolve_files
+from stylize.parts.adain_family import adain, adain_decoder, mean_std
+from stylize.parts.imageops import blend
+from stylize.parts.vgg import modules_up_to, vgg_normalised
 
 PUBLISHED_FILES = {"ae": "latest_net_AE.pth", "dec_b": "latest_net_Dec_B.pth"}
 IMAGE_SIZE = 256
@@ -101,6 +102,6 @@ class CAST(PretrainedMethod):
     def stylize(self, contents: torch.Tensor, style_state: tuple, strength: float = 1.0,
                 seed: int = 0) -> torch.Tensor:
         content = self.encode(contents.to(self.device))
-        features = blend(adain(content, *style_state), content, strength)
+        features = blend(content, adain(content, *style_state), strength)
         output = (self.decoder(features).float().clamp(-1.0, 1.0) + 1.0) / 2.0
         return _resize(output, *contents.shape[-2:]).clamp_(0.0, 1.0)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from stylize.base import NSTMethod, register_method
-from stylize.imageops import (blend, covariance_power, feature_moments, lab_to_rgb,
+from stylize.parts.imageops import (blend, covariance_power, feature_moments, lab_to_rgb,
                               match_moments, rgb_to_lab)
 
 

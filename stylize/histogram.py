@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from stylize.base import NSTMethod, register_method
-from stylize.imageops import (blend, lab_to_rgb, laplacian_pyramid, match_histograms,
+from stylize.parts.imageops import (blend, lab_to_rgb, laplacian_pyramid, match_histograms,
                               reconstruct_pyramid, rgb_to_lab, sorted_values)
 
 # Tie-break jitter, relative to each band's value spread: far below any real difference.

@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylize.base import register_method
-from stylize.checkpoint import PretrainedMethod, build_and_load, resolve_files
-from stylize.decoder import (RELU4_1_STRIDE, StyleAttention, blend, finish, load_decoder,
-                             load_vgg_encoder, pad_to_multiple)
+from stylize.parts.checkpoint import PretrainedMethod, build_and_load, resolve_files
+from stylize.parts.adain_family import (RELU4_1_STRIDE, StyleAttention, finish, load_decoder,
+                                       load_vgg_encoder, pad_to_multiple)
+from stylize.parts.imageops import blend
 
 PUBLISHED_FILES = {"encoder": "encoder.pth", "decoder": "decoder.pth", "pama1": "PAMA1.pth",
                    "pama2": "PAMA2.pth", "pama3": "PAMA3.pth"}
@@ -110,4 +111,4 @@ class PAMA(PretrainedMethod):
         aligned = content
         for block, style_keys in zip(self.blocks, style_state):
             aligned = block(aligned, style_keys)
-        return finish(self.decoder(blend(aligned, content, strength)), height, width)
+        return finish(self.decoder(blend(content, aligned, strength)), height, width)

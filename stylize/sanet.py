@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylize.base import register_method
-from stylize.checkpoint import PretrainedMethod, build_and_load, resolve_files
-from stylize.decoder import (StyleAttention, blend, finish, load_decoder, load_vgg_encoder,
-                             pad_to_multiple)
+from stylize.parts.checkpoint import PretrainedMethod, build_and_load, resolve_files
+from stylize.parts.adain_family import (StyleAttention, finish, load_decoder, load_vgg_encoder,
+                                       pad_to_multiple)
+from stylize.parts.imageops import blend
 
 PUBLISHED_FILES = {"vgg": "vgg_normalised.pth", "decoder": "decoder_iter_*.pth",
                    "transformer": "transformer_iter_*.pth"}
@@ -72,5 +73,5 @@ class SANet(PretrainedMethod):
                 strength: float = 1.0, seed: int = 0) -> torch.Tensor:
         height, width = contents.shape[-2:]
         content = self.encoder(pad_to_multiple(self._input(contents), SIZE_MULTIPLE))
-        features = blend(self.transform(content, style_state), content["relu4_1"], strength)
+        features = blend(content["relu4_1"], self.transform(content, style_state), strength)
         return finish(self.decoder(features), height, width)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from stylize.base import NSTMethod, register_method
-from stylize.imageops import (blend, covariance_power, feature_moments, laplacian_pyramid,
+from stylize.parts.imageops import (blend, covariance_power, feature_moments, laplacian_pyramid,
                               match_moments, reconstruct_pyramid)
 
 

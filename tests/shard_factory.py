@@ -28,17 +28,19 @@ def _stylized(style: np.ndarray, rng: np.random.Generator, content_seed: int) ->
 
 
 def make_split(root: Path, split: str, n_styles: int, per_style: int, size: int = 32,
-               groups_per_shard: int = 4, methods: tuple[str, ...] = ("m1", "m2"),
-               seed: int = 0, n_contents: int = 50, styles_per_group: int = 1) -> Path:
-    """Write ``root/split`` with ``n_styles`` style groups of ``per_style`` stylizations each."""
+               styles_per_shard: int = 4, methods: tuple[str, ...] = ("m1", "m2"),
+               seed: int = 0, n_contents: int = 50, styles_per_group: int = 1,
+               held_out: str | None = None) -> Path:
+    """Write ``root/split`` with ``n_styles`` styles of ``per_style`` stylizations each; its
+    ``_info.json`` records ``held_out`` as the run's held-out method (which sets the role)."""
     rng = np.random.default_rng(seed)
     split_dir = Path(root) / split
     stats, writer = [], None
     for number in range(n_styles):
-        if number % groups_per_shard == 0:
+        if number % styles_per_shard == 0:
             if writer is not None:
                 stats.append(writer.close())
-            writer = ShardWriter(split_dir, number // groups_per_shard, split)
+            writer = ShardWriter(split_dir, number // styles_per_shard, split)
         style = _style_image(rng, size)
         group = f"g{number // styles_per_group}"
         outputs = []
@@ -48,8 +50,8 @@ def make_split(root: Path, split: str, n_styles: int, per_style: int, size: int 
                     "method": methods[index % len(methods)], "params": {"strength": 1.0},
                     "seed": int(rng.integers(1 << 31))}
             outputs.append((item, encode_jpeg(_stylized(style, rng, content)), ""))
-        writer.write_group({"style_id": f"st{seed}-{number}", "group": group, "tags": ["t"]},
+        writer.write_sample({"style_id": f"st{seed}-{number}", "group": group, "tags": ["t"]},
                            encode_jpeg(style), outputs)
     stats.append(writer.close())
-    write_split_info(split_dir, split, stats, {"methods": list(methods)})
+    write_split_info(split_dir, split, stats, {"methods": list(methods), "held_out": held_out})
     return split_dir

@@ -14,11 +14,11 @@ from shards.codec import pil_to_tensor
 from stylize import create_method
 from stylize.adain import match_colours
 from stylize.cast import CastDecoder, CastEncoder
-from stylize.checkpoint import CheckpointError, load_into, load_state
-from stylize.decoder import adain, adain_decoder, mean_std
+from stylize.parts.checkpoint import CheckpointError, load_into, load_state
+from stylize.parts.adain_family import adain, adain_decoder, mean_std
 from stylize.pama import PAMABlock
 from stylize.sanet import SANetTransform
-from stylize.vgg import vgg_normalised
+from stylize.parts.vgg import vgg_normalised
 
 # A few keys (and shapes) of each published file, as their projects' code names them.
 OFFICIAL_KEYS = {

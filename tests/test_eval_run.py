@@ -18,7 +18,7 @@ from evaluation.baselines import build_baselines
 from evaluation.embed import (Embedder, EvalError, RecurringImages, content_manifest_path,
                               embed_split)
 from evaluation.models import build_models, checkpoint_name
-from evaluation.scoring import CROPS_METRICS, TEST_METRICS
+from evaluation.scoring import CROPS, TEST, metrics_for
 from shard_factory import make_split
 from shards.writer import ShardWriter, write_split_info
 from train.model import StyleEncoder
@@ -29,7 +29,7 @@ SPLITS = ("test-m1", "test-m2")
 MODEL_OVERRIDES = ["train.image_size=32", "train.model.vit.enabled=false",
                    "train.model.vgg.max_layer=relu2_1", "train.model.embed_dim=16",
                    "train.model.fusion_hidden=32"]
-EVAL_OVERRIDES = ["stylize.train_methods=[m1]", "stylize.held_out=m2", "eval.image_size=32",
+EVAL_OVERRIDES = ["eval.image_size=32",
                   "eval.chunk_size=7", "eval.gram_channels=8", "eval.grid_queries=3",
                   "eval.grid_neighbours=3", "eval.gram_layers=[relu1_1,relu2_1]"]
 
@@ -57,7 +57,7 @@ def eval_inputs(tmp_path_factory) -> dict[str, Path]:
     shards = root / "shards"
     for seed, split in enumerate(SPLITS):
         make_split(shards, split, n_styles=6, per_style=5, size=32, methods=(split[5:],),
-                   seed=seed, n_contents=N_CONTENTS)
+                   seed=seed, n_contents=N_CONTENTS, held_out="m2")
         _set_content_manifest(shards / split, manifest)
     make_split(shards, "crops", n_styles=4, per_style=4, size=32, methods=("crop",), seed=7,
                n_contents=N_CONTENTS)
@@ -83,10 +83,10 @@ def test_eval_writes_report_embeddings_and_pictures(eval_inputs, tmp_path):
     for splits in report["models"].values():
         assert set(splits) == {*SPLITS, "crops"}
         for split in SPLITS:
-            assert set(splits[split]) == set(TEST_METRICS)
-            assert all(0.0 <= splits[split][k] <= 100.0 for k in TEST_METRICS)
+            assert list(splits[split]) == [m.name for m in metrics_for(TEST)]
+            assert all(0.0 <= value <= 100.0 for value in splits[split].values())
             assert splits[split]["style_recall1"] <= splits[split]["style_recall10"]
-        assert set(splits["crops"]) == set(CROPS_METRICS)
+        assert list(splits["crops"]) == [m.name for m in metrics_for(CROPS)]
     # Factory styles are palettes + stripes: a Gram descriptor must find them far above chance.
     assert report["models"]["vgg_gram"]["test-m1"]["style_map"] > 50.0
 

@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_demo_runs_the_three_commands_on_the_smoke_config(ray_env, tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run(

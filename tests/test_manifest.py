@@ -2,7 +2,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.manifest import ManifestError, read_content_manifest, read_style_manifest
+from shards.manifest import ManifestError, read_content_manifest, read_style_manifest
 
 
 def _rewrite(path, mutate):

@@ -1,7 +1,7 @@
 import pytest
 
 from common.config import load_config
-from pipeline.manifest import read_content_manifest, read_style_manifest
+from shards.manifest import read_content_manifest, read_style_manifest
 from pipeline.plan import PlannedItem, make_plan
 from pipeline.worker import method_batches
 
@@ -51,7 +51,7 @@ def test_plan_is_deterministic_and_seeded(small_manifests):
 
 
 def test_shards_hold_at_most_groups_per_shard(small_manifests):
-    plan = _plan(small_manifests, groups_per_shard=2)
+    plan = _plan(small_manifests, styles_per_shard=2)
     assert max(len(s.groups) for s in plan.shards) == 2
     assert [s.number for s in plan.shards if s.split == "train"] == list(range(
         sum(s.split == "train" for s in plan.shards)))

@@ -7,13 +7,13 @@ import webdataset as wds
 
 from shard_factory import make_split
 from shards.codec import encode_jpeg
-from shards.reader import ShardError, complete_shards, iter_groups, read_index, read_info
+from shards.reader import ShardError, complete_shards, iter_samples, read_index, read_info
 from shards.writer import ShardWriter
 import numpy as np
 
 
 def test_stock_webdataset_and_tarfile_read_what_the_writer_wrote(tmp_path):
-    split = make_split(tmp_path, "train", n_styles=7, per_style=3, groups_per_shard=3)
+    split = make_split(tmp_path, "train", n_styles=7, per_style=3, styles_per_shard=3)
     info = read_info(split)
     tars = complete_shards(split)
     assert [t.rsplit("/", 1)[1] for t in tars] == info["shards"]
@@ -31,7 +31,7 @@ def test_stock_webdataset_and_tarfile_read_what_the_writer_wrote(tmp_path):
 
 def test_reader_decodes_groups_in_plan_order(tmp_path):
     split = make_split(tmp_path, "test-m1", n_styles=2, per_style=4, size=24)
-    groups = list(iter_groups(split))
+    groups = list(iter_samples(split))
     assert [g.style_id for g in groups] == ["st0-0", "st0-1"]
     assert groups[0].style.size == (24, 24) and len(groups[0].images) == 4
     assert [i["index"] for i in groups[0].items] == [0, 1, 2, 3]
@@ -43,9 +43,9 @@ def test_failures_are_indexed_and_skipped_in_the_tar(tmp_path):
     image = encode_jpeg(np.zeros((8, 8, 3), np.uint8))
     items = [{"index": i, "content_id": f"c{i}", "category": "", "method": "m",
               "params": {}, "seed": 1} for i in range(3)]
-    writer.write_group({"style_id": "a", "group": "g", "tags": []}, image,
+    writer.write_sample({"style_id": "a", "group": "g", "tags": []}, image,
                        [(items[0], image, ""), (items[1], None, "decode error"), (items[2], image, "")])
-    writer.write_group({"style_id": "b", "group": "g", "tags": []}, None,
+    writer.write_sample({"style_id": "b", "group": "g", "tags": []}, None,
                        [(items[0], None, "style unreadable")])
     stats = writer.close()
     assert stats == {**stats, "samples": 1, "images": 2, "failed": 2, "planned": 4}
@@ -62,7 +62,7 @@ def test_failures_are_indexed_and_skipped_in_the_tar(tmp_path):
 def test_unfinished_shard_is_invisible(tmp_path):
     writer = ShardWriter(tmp_path / "train", 0, "train")
     image = encode_jpeg(np.zeros((8, 8, 3), np.uint8))
-    writer.write_group({"style_id": "a", "group": "g", "tags": []}, image,
+    writer.write_sample({"style_id": "a", "group": "g", "tags": []}, image,
                        [({"index": 0, "content_id": "c", "method": "m", "seed": 0}, image, "")])
     assert complete_shards(tmp_path / "train") == []
     assert not (tmp_path / "train" / "shard-000000.tar").exists()
@@ -73,7 +73,7 @@ def test_unfinished_shard_is_invisible(tmp_path):
 def test_ids_with_dots_cannot_become_keys(tmp_path):
     writer = ShardWriter(tmp_path / "train", 0, "train")
     with pytest.raises(ValueError, match="no dots"):
-        writer.write_group({"style_id": "a.b", "group": "g", "tags": []}, b"", [])
+        writer.write_sample({"style_id": "a.b", "group": "g", "tags": []}, b"", [])
     writer.abort()
 
 

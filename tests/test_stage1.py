@@ -13,7 +13,7 @@ import pytest
 import webdataset as wds
 
 from common.config import load_config
-from pipeline.manifest import read_content_manifest, read_style_manifest
+from shards.manifest import read_content_manifest, read_style_manifest
 from pipeline.plan import make_plan
 from shards.reader import complete_shards, read_index, read_info
 
@@ -25,7 +25,7 @@ def _overrides(content, style, **extra):
     base = {"data.content_manifest": content, "data.style_manifest": style,
             "stylize.image_size": 32, "stylize.style_image_size": 32, "stylize.crops_size": 16,
             "stylize.train_methods": "[colour,whitening]", "stylize.held_out": "histogram",
-            "stylize.test_fraction": 0.34, "stylize.groups_per_shard": 2,
+            "stylize.test_fraction": 0.34, "stylize.styles_per_shard": 2,
             "stylize.train_contents_per_style": 3, "stylize.test_contents_per_style": 3,
             "stylize.ray.num_actors": 2, "stylize.ray.object_store_mb": 80,
             "stylize.ray.batch_size": 2}

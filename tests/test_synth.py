@@ -1,4 +1,4 @@
-"""The synthetic world generator (pipeline/synth.py): determinism, manifests, reuse, CLI, styles."""
+"""The synthetic world generator (world/, CLI pipeline/synth.py): determinism, manifests, reuse, CLI, styles."""
 from __future__ import annotations
 
 import hashlib
@@ -14,9 +14,9 @@ import yaml
 from PIL import Image
 
 from common.config import REPO_ROOT
-from pipeline.manifest import read_content_manifest, read_style_manifest
-from pipeline.painting import TECHNIQUES
-from pipeline.synth import (MARKER, content_image, ensure_world, generate_world, plan_groups,
+from shards.manifest import read_content_manifest, read_style_manifest
+from world.painting import TECHNIQUES
+from world.generate import (MARKER, content_image, ensure_world, generate_world, plan_groups,
                             style_source_image, world_dir, WorldError)
 
 SMALL = {
@@ -55,7 +55,7 @@ def test_manifests_validate_with_counts_and_columns(world):
         with Image.open(s.path) as im:
             assert im.size == (48, 48) and im.mode == "RGB"
     table = pq.read_table(world.style_manifest)
-    assert table.column_names == ["style_id", "path", "group", "category", "technique", "tags"]
+    assert table.column_names == ["style_id", "path", "group", "tags", "category", "technique"]
     assert pq.read_table(world.content_manifest).column_names == ["content_id", "path", "category"]
     rows = table.to_pylist()
     for r in rows:

@@ -59,7 +59,7 @@ def test_matches_the_formula_on_a_tiny_batch():
 
 
 def test_style_image_is_a_positive_of_its_stylization(tmp_path):
-    split = make_split(tmp_path, "train", n_styles=3, per_style=2, size=16, groups_per_shard=3)
+    split = make_split(tmp_path, "train", n_styles=3, per_style=2, size=16, styles_per_shard=3)
     samples = list(wds.WebDataset(complete_shards(split), shardshuffle=False, empty_check=False))
     rng = np.random.default_rng(0)
     draws = [draw_from_sample(sample, 1, rng) for sample in samples]  # K=1: stylization + style image
@@ -83,7 +83,7 @@ def test_two_view_term_prefers_matching_views():
 
 
 def test_augment_gives_random_views_of_the_same_images(tmp_path):
-    split = make_split(tmp_path, "train", n_styles=3, per_style=2, size=16, groups_per_shard=3)
+    split = make_split(tmp_path, "train", n_styles=3, per_style=2, size=16, styles_per_shard=3)
     samples = list(wds.WebDataset(complete_shards(split), shardshuffle=False, empty_check=False))
     draws = [draw_from_sample(sample, 1, np.random.default_rng(0)) for sample in samples]
     plain = assemble(draws, 16, np.random.default_rng(1), two_views=False)

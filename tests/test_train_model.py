@@ -6,7 +6,7 @@ import timm
 import torch
 
 from common.config import load_config
-from stylize.vgg import vgg_normalised
+from stylize.parts.vgg import vgg_normalised
 from train.model import ModelConfigError, StyleEncoder, build_encoder, load_encoder
 
 SMALL = ["train.image_size=32", "train.model.vit.patch_size=8", "train.model.vgg.max_layer=relu2_1",
@@ -66,7 +66,7 @@ def test_vgg_normalised_file_loads_into_the_branch(tmp_path):
 def test_vgg_file_with_the_wrong_layout_is_rejected(tmp_path):
     path = tmp_path / "bad.pth"
     torch.save({"0.weight": torch.zeros(3, 3, 1, 1)}, path)
-    with pytest.raises(ModelConfigError, match="vgg_normalised layout"):
+    with pytest.raises(ModelConfigError, match="does not fit the network"):
         build_encoder(small_cfg("train.model.vit.enabled=false", f"train.model.vgg.weights={path}"))
 
 

@@ -19,7 +19,7 @@ from train.model import load_encoder
 REPO = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 TINY = ["train.image_size=32", "train.model.vit.name=vit_tiny_patch16_224", "train.model.vit.patch_size=8",
-        "train.model.vgg.max_layer=relu2_1", "train.groups_per_batch=3", "train.images_per_group=2",
+        "train.model.vgg.max_layer=relu2_1", "train.styles_per_batch=3", "train.images_per_style=2",
         "train.threads=1", "train.log_every=2", "train.warmup_steps=2", "train.shuffle_buffer=4"]
 
 
@@ -30,7 +30,7 @@ def tiny_cfg(*overrides: str) -> dict:
 @pytest.fixture(scope="module")
 def uneven_shards(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("shards")
-    make_split(root, "train", n_styles=10, per_style=3, size=32, groups_per_shard=4)  # 4 + 4 + 2
+    make_split(root, "train", n_styles=10, per_style=3, size=32, styles_per_shard=4)  # 4 + 4 + 2
     return root
 
 
@@ -78,7 +78,7 @@ def test_torchrun_uneven_shards_nan_stop_and_exact_resume(uneven_shards, tmp_pat
 
 def test_no_nst_mode_with_two_view_term_trains_in_process(tmp_path):
     shards = tmp_path / "shards"
-    make_split(shards, "train", n_styles=12, per_style=2, size=32, groups_per_shard=6, styles_per_group=3)
+    make_split(shards, "train", n_styles=12, per_style=2, size=32, styles_per_shard=6, styles_per_group=3)
     cfg = tiny_cfg("train.mode=no_nst", "train.ss_weight=0.5", "train.num_workers=0",
                    "train.steps=2", "train.checkpoint_every=1")
     batch = next(batch_iterator(shards, cfg["train"], 0, rank=0, world_size=1))
@@ -105,7 +105,7 @@ def test_stream_is_a_function_of_its_position(uneven_shards):
 
 
 def test_fewer_shards_than_workers_still_feeds_every_worker(tmp_path):
-    make_split(tmp_path, "train", n_styles=3, per_style=2, size=32, groups_per_shard=3)  # one shard
+    make_split(tmp_path, "train", n_styles=3, per_style=2, size=32, styles_per_shard=3)  # one shard
     cfg = tiny_cfg("train.num_workers=2")["train"]
     stream = batch_iterator(tmp_path, cfg, 0, rank=0, world_size=1)
     labels = [next(stream)["labels"] for _ in range(4)]  # batches from both workers, several epochs

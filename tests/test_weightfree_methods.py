@@ -15,7 +15,7 @@ from PIL import Image
 
 from shards.codec import pil_to_tensor, to_pil
 from stylize import create_method
-from stylize.imageops import (lab_to_rgb, laplacian_pyramid, match_histograms,
+from stylize.parts.imageops import (lab_to_rgb, laplacian_pyramid, match_histograms,
                               reconstruct_pyramid, rgb_to_lab, sorted_values)
 
 METHODS = ["colour", "whitening", "gram", "histogram"]

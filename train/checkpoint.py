@@ -7,11 +7,11 @@ saving leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import torch
+
+from common.files import atomic_output
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_NAME = "last.pt"
@@ -23,18 +23,9 @@ def last_checkpoint_path(run_dir: str | Path) -> Path:
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    with atomic_output(path) as fh:
+        torch.save(state, fh)
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

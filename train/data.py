@@ -1,8 +1,8 @@
 """Training batches streamed from the ``train`` split's shards.
 
-A batch holds N style groups (``groups_per_batch``); per group K images (``images_per_group``)
-plus, in ``nst`` mode, the group's style image. Every image of a group carries the same label,
-so the loss treats them as positives of each other.
+A batch holds N styles (``styles_per_batch``: N shard samples); per style K stylizations
+(``images_per_style``) plus the style image itself. Every image of a style carries the same
+label, so the loss treats them as positives of each other.
 
 Streaming (``nst`` mode), per rank and DataLoader worker:
 
@@ -13,17 +13,17 @@ Streaming (``nst`` mode), per rank and DataLoader worker:
 * epochs follow each other forever: the trainer draws a fixed number of steps, so every rank
   runs the same number of steps whatever the shard sizes (uneven shards cannot hang DDP);
 * the shuffle buffer holds raw bytes; images are decoded after it, only those a batch uses;
-* groups with fewer than K stylizations are sampled with replacement (the batch keeps its
-  shape, and a repeated image is still a correct positive); larger groups without.
+* samples with fewer than K stylizations are sampled with replacement (the batch keeps its
+  shape, and a repeated image is still a correct positive); larger ones without.
 
 Every random choice is seeded by (seed, rank, worker, batch number), so the stream is a pure
-function of its position: resuming at step s re-reads the raw stream and skips the groups
+function of its position: resuming at step s re-reads the raw stream and skips the samples
 already used, without decoding them, and continues with exactly the batches an uninterrupted
 run would have drawn (for an unchanged world size and worker count).
 
-``no_nst`` mode (the ablation): the style images of the train split and their ``group`` are
-read once into memory as JPEG bytes (they are few and small: one per style); a batch is N
-distinct groups x K style images of the group. Groups with a single style have no positive
+``no_nst`` mode (the ablation): the style images of the train split and their manifest ``group``
+are read once into memory as JPEG bytes (they are few and small: one per style); a batch is N
+distinct manifest groups x K style images of the group (N = ``styles_per_batch``). Groups with a single style have no positive
 and are not drawn.
 """
 from __future__ import annotations
@@ -44,14 +44,13 @@ from torchvision.transforms.v2 import functional as TF
 
 from shards.codec import decode_image, pil_to_tensor
 from shards.reader import ShardError, complete_shards, raw_samples
-from shards.schema import META_MEMBER, STYLE_MEMBER
+from shards.schema import META_MEMBER, STYLE_MEMBER, TRAIN_SPLIT
 
-TRAIN_SPLIT = "train"
 MODES = ("nst", "no_nst")
 CROP_SCALE = (0.4, 1.0)      # random resized crop of the SS views: area fraction kept
 CROP_RATIO = (3 / 4, 4 / 3)  # and aspect ratio range
 
-# A group drawn for a batch: JPEG bytes of its chosen images, and the label they share.
+# A style drawn for a batch: JPEG bytes of its chosen images, and the label they share.
 Draw = tuple[list[bytes], str]
 
 
@@ -86,7 +85,7 @@ def epoch_shards(urls: list[str], seed: int, epoch: int, slots: int) -> list[str
     return order
 
 
-def raw_group_stream(urls: list[str], seed: int, slots: int) -> Iterator[dict]:
+def raw_sample_stream(urls: list[str], seed: int, slots: int) -> Iterator[dict]:
     """Endless undecoded samples of this rank and worker, epoch after epoch."""
     for epoch in itertools.count():
         count = 0
@@ -180,23 +179,23 @@ class StyleBatches(IterableDataset):
         if self.mode == "no_nst":
             groups = read_style_groups(urls)
             self.style_groups = {g: images for g, images in sorted(groups.items()) if len(images) > 1}
-            if len(self.style_groups) < train_cfg["groups_per_batch"]:
+            if len(self.style_groups) < train_cfg["styles_per_batch"]:
                 raise ShardError(f"train.mode=no_nst: only {len(self.style_groups)} groups have 2+ "
-                                 f"style images, fewer than train.groups_per_batch="
-                                 f"{train_cfg['groups_per_batch']}: lower it")
+                                 f"style images, fewer than train.styles_per_batch="
+                                 f"{train_cfg['styles_per_batch']}: lower it")
 
     def _rng(self, batch: int, purpose: int) -> np.random.Generator:
         # Separate generators for drawing (0) and augmenting (1): one cannot shift the other.
         return np.random.default_rng([self.seed, self.rank, batch, purpose])
 
     def _nst_draws(self, worker: int, workers: int, first: int) -> Iterator[tuple[int, list[Draw]]]:
-        n, k = self.cfg["groups_per_batch"], self.cfg["images_per_group"]
-        stream = iter(raw_group_stream(self.urls, self.seed, self.world_size * workers))
+        n, k = self.cfg["styles_per_batch"], self.cfg["images_per_style"]
+        stream = iter(raw_sample_stream(self.urls, self.seed, self.world_size * workers))
         if self.cfg["shuffle_buffer"] > 0:
             rng = random.Random(f"{self.seed}:{self.rank}:{worker}")
             stream = iter(wds.shuffle(self.cfg["shuffle_buffer"], self.cfg["shuffle_buffer"],
                                       rng=rng)(stream))
-        # Resume: skip the groups of the batches already made, still undecoded.
+        # Resume: skip the samples of the batches already made, still undecoded.
         stream = itertools.islice(stream, first * n, None)
         for local in itertools.count(first):
             batch = worker + local * workers
@@ -204,7 +203,7 @@ class StyleBatches(IterableDataset):
             yield batch, [draw_from_sample(next(stream), k, rng) for _ in range(n)]
 
     def _no_nst_draws(self, worker: int, workers: int, first: int) -> Iterator[tuple[int, list[Draw]]]:
-        n, k = self.cfg["groups_per_batch"], self.cfg["images_per_group"]
+        n, k = self.cfg["styles_per_batch"], self.cfg["images_per_style"]
         names = list(self.style_groups)
         for local in itertools.count(first):
             batch = worker + local * workers

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylize.vgg import RELU_CHANNELS, RELU_NAMES, VGGFeatures, modules_up_to, vgg_normalised
+from stylize.parts.checkpoint import CheckpointError, load_into
+from stylize.parts.vgg import RELU_CHANNELS, RELU_NAMES, VGGFeatures, modules_up_to, vgg_normalised
 
 
 class ModelConfigError(ValueError):
@@ -61,24 +62,15 @@ def vgg_layers_up_to(max_layer: str) -> list[str]:
     return RELU_NAMES[: RELU_NAMES.index(max_layer) + 1]
 
 
-def load_vgg_weights(vgg: nn.Sequential, path: Path) -> None:
-    """Strictly load the modules ``vgg`` has from a ``vgg_normalised.pth``-layout file.
-
-    The published file holds all 53 modules; a truncated network keeps only its own keys.
-    """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    wanted = vgg.state_dict().keys()
-    try:
-        vgg.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=True)
-    except RuntimeError as exc:
-        raise ModelConfigError(f"{path} does not match the vgg_normalised layout: {exc}") from None
-
-
 def normalised_vgg(last_layer: str, weights: Path | None) -> nn.Sequential:
     """The normalised VGG19 up to ``last_layer``, from a ``vgg_normalised.pth`` file if given."""
     vgg = vgg_normalised(modules_up_to(last_layer))
     if weights is not None:
-        load_vgg_weights(vgg, weights)
+        # Not strict: the published file holds all 53 modules, a truncated network fewer.
+        try:
+            load_into(vgg, weights, strict=False, what="train.model.vgg.weights")
+        except CheckpointError as exc:
+            raise ModelConfigError(str(exc)) from None
     return vgg
 
 

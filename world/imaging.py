@@ -148,10 +148,6 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def to_float(img: np.ndarray) -> np.ndarray:
-    return img.astype(np.float32) / 255.0
-
-
 def downsample(img: np.ndarray, size: int) -> np.ndarray:
     """A float image to ``size`` x ``size`` uint8 with Lanczos antialiasing."""
     pil = Image.fromarray(to_uint8(img))

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from pipeline.imaging import downsample, fractal_noise, hex_rgb, resize_f, to_uint8
+from world.imaging import downsample, fractal_noise, hex_rgb, resize_f, to_uint8
 
 SUPERSAMPLE = 2
 

@@ -50,7 +50,9 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
 
 
 def blend(content: torch.Tensor, stylized: torch.Tensor, strength: float) -> torch.Tensor:
-    """Linear content-style trade-off: strength 0 gives the content, 1 the full stylization."""
+    """Linear content-style trade-off: strength 0 gives the content, 1 the full stylization
+    (exactly: ``lerp`` returns its end point at weight 1). The AdaIN family blends features
+    with it (AdaIN's alpha), the weight-free methods images."""
     return torch.lerp(content, stylized, float(strength))
 
 
@@ -108,6 +110,15 @@ def feature_moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return mean, covariance
 
 
+def symmetric_power(matrix: torch.Tensor, power: float, floor: float = 0.0,
+                    shift: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """``matrix ** power`` of (a batch of) symmetric PSD matrices, through their eigenvalues,
+    each clamped to at least ``floor`` and then raised by ``shift`` (a regulariser)."""
+    eigenvalues, eigenvectors = torch.linalg.eigh(matrix)
+    eigenvalues = eigenvalues.clamp_min(floor) + shift
+    return eigenvectors @ torch.diag_embed(eigenvalues ** power) @ eigenvectors.transpose(-1, -2)
+
+
 def covariance_power(covariance: torch.Tensor, power: float, eps: float) -> torch.Tensor:
     """Symmetric matrix power of a covariance, regularised by ``eps`` times its mean variance.
 
@@ -115,9 +126,7 @@ def covariance_power(covariance: torch.Tensor, power: float, eps: float) -> torc
     blowing up noise, whatever the overall scale of the features.
     """
     scale = torch.diagonal(covariance, dim1=-2, dim2=-1).mean(-1, keepdim=True).clamp_min(1e-8)
-    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
-    eigenvalues = eigenvalues.clamp_min(0.0) + eps * scale
-    return eigenvectors @ torch.diag_embed(eigenvalues ** power) @ eigenvectors.transpose(-1, -2)
+    return symmetric_power(covariance, power, shift=eps * scale)
 
 
 def match_moments(features: torch.Tensor, target_mean: torch.Tensor,

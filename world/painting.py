@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipeline.imaging import (blur, boundaries, cell_means, dilate, fractal_noise, hex_rgb, luminance,
+from world.imaging import (blur, boundaries, cell_means, dilate, fractal_noise, hex_rgb, luminance,
                               smoothstep, sobel, streak_noise, stretch, value_noise, jittered_cells)
 
 # name -> (stops from dark to light, descriptive words)

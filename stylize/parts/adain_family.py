@@ -3,8 +3,8 @@
 - ``adain_decoder``: the decoder that mirrors the normalised VGG19 up to relu4_1, in the layout
   of pytorch-AdaIN's ``decoder.pth`` (one ``nn.Sequential`` of 29 modules; SANet's
   ``decoder_iter_*.pth`` and PAMA's ``decoder.pth`` share it, CAST nests it as ``decoder.*``).
-- channel statistics of feature maps (mean and std over space, unbiased variance + 1e-5),
-  AdaIN itself, and the strength blend of decoder inputs;
+- channel statistics of feature maps (mean and std over space, unbiased variance + 1e-5)
+  and AdaIN itself;
 - ``load_vgg_encoder``: a ``vgg_normalised``-layout checkpoint cut to the layers a method uses;
 - padding images to a multiple of the encoder's stride and cropping the result back.
 """
@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylize.checkpoint import build_and_load
-from stylize.vgg import NUM_MODULES, VGGFeatures, modules_up_to, vgg_normalised
+from stylize.parts.checkpoint import build_and_load
+from stylize.parts.vgg import NUM_MODULES, VGGFeatures, modules_up_to, vgg_normalised
 
 # (input channels, output channels, upsample after this conv) of the decoder's convolutions.
 _DECODER_CONVS = ((512, 256, True), (256, 256, False), (256, 256, False), (256, 256, False),
@@ -77,13 +77,6 @@ def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tens
     """Give every content channel the style's mean and std."""
     normalised = mean_variance_norm(content).float()
     return (normalised * style_std + style_mean).to(content.dtype)
-
-
-def blend(stylised: torch.Tensor, content: torch.Tensor, strength: float) -> torch.Tensor:
-    """AdaIN's alpha: ``strength`` 1 is the stylised feature, 0 the content's own feature."""
-    if strength == 1.0:
-        return stylised
-    return strength * stylised + (1.0 - strength) * content
 
 
 def pad_to_multiple(images: torch.Tensor, multiple: int) -> torch.Tensor:

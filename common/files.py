@@ -1,0 +1,49 @@
+"""Atomic file output: every file a run publishes appears whole or not at all.
+
+A writer fills a unique temporary name in the target's folder, flushes it to disk (fsync) and
+renames it over the target. A run killed mid-write leaves the previous file (or none) in place
+and at worst a hidden ``.<name>.<hex>.tmp`` that the next run may delete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+
+def temporary_path(path: Path) -> Path:
+    """A unique hidden name next to ``path`` (same folder, so the final rename is atomic)."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Flush ``tmp`` to disk and rename it over ``path``."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file handle whose content replaces ``path`` only when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            yield fh
+        publish(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    with atomic_output(path) as fh:
+        fh.write(data)
+
+
+def write_json(path: str | Path, payload: Any) -> None:
+    write_atomic(path, json.dumps(payload, indent=2, sort_keys=True).encode())

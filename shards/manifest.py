@@ -1,0 +1,102 @@
+"""Content and style manifests, stage 1's inputs: parquet tables, one row per image.
+
+Content: ``content_id``, ``path``, optional ``category``.
+Style: ``style_id``, ``path``, optional ``group`` (the source dataset's style group: styles of
+one group all go to train or all to test), optional ``tags`` (list of strings).
+A relative ``path`` is resolved against the manifest's own folder; URLs are kept as they are.
+Readers validate every row before any work starts; ``write_manifest`` writes the same schema
+(the synthetic world uses it, and may add columns of its own).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from common.files import atomic_output
+from shards.schema import ID_PATTERN
+
+CONTENT_SCHEMA = pa.schema([("content_id", pa.string()), ("path", pa.string()),
+                            ("category", pa.string())])
+STYLE_SCHEMA = pa.schema([("style_id", pa.string()), ("path", pa.string()), ("group", pa.string()),
+                          ("tags", pa.list_(pa.string()))])
+_REQUIRED = ("path",)
+
+
+class ManifestError(ValueError):
+    """A manifest problem; the message names the file and the row."""
+
+
+@dataclass(frozen=True)
+class ContentRow:
+    content_id: str
+    path: str
+    category: str
+
+
+@dataclass(frozen=True)
+class StyleRow:
+    style_id: str
+    path: str
+    group: str
+    tags: tuple[str, ...]
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def _check_row(row: dict, id_column: str, where: str, seen: dict[str, int], number: int) -> None:
+    value = row[id_column]
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise ManifestError(f"{where}: {id_column} {value!r} is not a valid id "
+                            "(letters, digits, '_' or '-'; no dots)")
+    if value in seen:
+        raise ManifestError(f"{where}: duplicate {id_column} {value!r} (first at row {seen[value]})")
+    seen[value] = number
+    if not row["path"]:
+        raise ManifestError(f"{where} ({id_column}={value}): empty path")
+
+
+def _read_rows(path: Path, schema: pa.Schema, check_files: bool) -> list[dict]:
+    if not path.exists():
+        raise ManifestError(f"manifest not found: {path}")
+    table = pq.read_table(path)
+    id_column = schema.names[0]
+    missing = [c for c in (id_column, *_REQUIRED) if c not in table.column_names]
+    if missing:
+        raise ManifestError(f"{path}: missing column(s) {missing}; has {table.column_names}")
+    rows = table.to_pylist()
+    if not rows:
+        raise ManifestError(f"{path}: manifest has no rows")
+    seen: dict[str, int] = {}
+    for number, row in enumerate(rows):
+        where = f"{path}: row {number}"
+        _check_row(row, id_column, where, seen, number)
+        if not _is_url(row["path"]):
+            resolved = (path.parent / row["path"]).resolve()
+            if check_files and not resolved.is_file():
+                raise ManifestError(f"{where} ({id_column}={row[id_column]}): file not found: {resolved}")
+            row["path"] = str(resolved)
+    return rows
+
+
+def read_content_manifest(path: str | Path, check_files: bool = True) -> list[ContentRow]:
+    rows = _read_rows(Path(path), CONTENT_SCHEMA, check_files)
+    return [ContentRow(r["content_id"], r["path"], r.get("category") or "") for r in rows]
+
+
+def read_style_manifest(path: str | Path, check_files: bool = True) -> list[StyleRow]:
+    rows = _read_rows(Path(path), STYLE_SCHEMA, check_files)
+    return [StyleRow(r["style_id"], r["path"], r.get("group") or r["style_id"],
+                     tuple(r.get("tags") or ())) for r in rows]
+
+
+def write_manifest(rows: list[dict], schema: pa.Schema, path: str | Path,
+                   extra: pa.Schema | None = None) -> None:
+    """Write ``rows`` as a manifest of ``schema`` (plus ``extra`` columns), atomically."""
+    full = pa.schema(list(schema) + list(extra or []))
+    with atomic_output(path) as fh:
+        pq.write_table(pa.Table.from_pylist(rows, schema=full), fh)
