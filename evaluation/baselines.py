@@ -11,6 +11,13 @@ each baseline is a head on its activations.
 - ``vgg_gram``: Gram matrices of a few VGG layers, channels compressed by a fixed random
   projection (P G Pᵀ) so relu4_1's 512x512 Gram becomes a small matrix; its upper triangle.
 - ``vit_raw``: the ViT's pooled features.
+- ``magenta_style``: the 100-d style vector of Magenta's pretrained style-prediction network
+  (``stylize.magenta``; files from ``stylize.methods.magenta`` or the installed package): a
+  network that learned style from ~80k paintings, the role ALADIN plays in the published
+  tables. On splits stylized by that same network it scores the very code that conditioned the
+  stylization: the report says so there.
+- ``colour_hist``: a joint RGB histogram (``eval.colour_bins`` per channel), square-rooted: a
+  trivial palette descriptor. Where it wins, a split measures palette, not style.
 
 They start from the same backbones as the encoder (``train.model``): the VGG weights file and
 the ViT name / local pretrained file given there, random (seeded) weights when none is named.
@@ -25,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylize import configured_method, create_method
 from stylize.parts.vgg import RELU_CHANNELS, RELU_INDEX, VGGFeatures
 from train.model import ViTBranch, layer_moments, moment_norms, normalised_vgg, vgg_layers_up_to
 
@@ -33,21 +41,30 @@ from train.model import ViTBranch, layer_moments, moment_norms, normalised_vgg, 
 class BaselineSpec:
     build: Callable[[dict], nn.Module]   # config -> network (images, or the trunk's output, -> codes)
     trunk: str | None
+    conditions: str | None               # the NST method whose conditioning code it computes
 
 
 _BASELINES: dict[str, BaselineSpec] = {}
 _TRUNKS: dict[str, Callable[[dict, list[nn.Module]], nn.Module]] = {}
 
 
-def register_baseline(name: str, trunk: str | None = None) -> Callable:
+def register_baseline(name: str, trunk: str | None = None, conditions: str | None = None) -> Callable:
     """Register ``build(cfg) -> nn.Module`` as baseline ``name``; with ``trunk``, the module
-    maps that trunk's output to codes, otherwise images to codes."""
+    maps that trunk's output to codes, otherwise images to codes. ``conditions`` names the
+    registered NST method whose own conditioning code the baseline computes (the report flags
+    the splits that method stylized)."""
     def wrap(build: Callable[[dict], nn.Module]) -> Callable[[dict], nn.Module]:
         if name in _BASELINES:
             raise ValueError(f"baseline '{name}' registered twice")
-        _BASELINES[name] = BaselineSpec(build, trunk)
+        _BASELINES[name] = BaselineSpec(build, trunk, conditions)
         return build
     return wrap
+
+
+def conditioning_baselines(names: list[str]) -> dict[str, str]:
+    """Baseline name -> the NST method whose conditioning code it computes, for those named."""
+    return {name: _BASELINES[name].conditions for name in names
+            if name in _BASELINES and _BASELINES[name].conditions}
 
 
 def register_trunk(name: str) -> Callable:
@@ -149,6 +166,47 @@ def vgg_gram(cfg: dict) -> nn.Module:
 @register_baseline("vit_raw")
 def vit_raw(cfg: dict) -> nn.Module:
     return ViTBranch(cfg["train"]["model"]["vit"], cfg["eval"]["image_size"])
+
+
+class StyleVector(nn.Module):
+    """Magenta's style-prediction network as a descriptor: images -> 100-d style vectors."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network.style_vectors(images).to(images.device)
+
+
+@register_baseline("magenta_style", conditions="magenta")
+def magenta_style(cfg: dict) -> nn.Module:
+    methods = cfg["stylize"]["methods"]
+    entry = next((name for name in methods if configured_method(name, methods)[0] == "magenta"), None)
+    options = configured_method(entry, methods)[1] if entry else {}
+    options.pop("work_size", None)   # only the style network runs here
+    return StyleVector(create_method("magenta", **options))
+
+
+class ColourHistogram(nn.Module):
+    """Joint RGB histogram with ``bins`` per channel, square-rooted (Hellinger): comparing
+    palettes by the cosine of these vectors weighs rare colours fairly against dominant ones."""
+
+    def __init__(self, bins: int):
+        super().__init__()
+        self.bins = bins
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        index = (images.float().clamp(0, 1) * self.bins).long().clamp_(max=self.bins - 1).flatten(2)
+        cells = (index[:, 0] * self.bins + index[:, 1]) * self.bins + index[:, 2]     # (B, HW)
+        counts = torch.zeros(len(images), self.bins ** 3, device=images.device)
+        counts.scatter_add_(1, cells, torch.ones_like(cells, dtype=counts.dtype))
+        return (counts / cells.shape[1]).sqrt()
+
+
+@register_baseline("colour_hist")
+def colour_hist(cfg: dict) -> nn.Module:
+    return ColourHistogram(int(cfg["eval"]["colour_bins"]))
 
 
 def build_baselines(names: list[str], cfg: dict) -> list[tuple[list[str], nn.Module]]:

@@ -70,6 +70,10 @@ def markdown_report(results: Results, roles: SplitRoles, meta: dict) -> str:
              f"Shards: `{meta['shards']}`. Held-out NST method: `{meta['held_out']}`. "
              "Values in %. Style metrics: higher is better. Content metrics: lower is better "
              "(a style code should not find images of the same content).", ""]
+    for baseline, splits in meta.get("own_code_splits", {}).items():
+        lines += [f"Note: `{baseline}` computes the code that conditioned the network which "
+                  f"stylized {', '.join(f'`{s}`' for s in splits)}: there it scores its own "
+                  "conditioning code, not an independent view of style.", ""]
     for metric in metrics_for(TEST):
         better = "lower is better" if metric.lower_is_better else "higher is better"
         lines += [f"## {metric.title} ({better})", ""]

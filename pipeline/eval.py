@@ -19,6 +19,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common.config import ConfigError, add_config_args, load_config, save_config  # noqa: E402
+from evaluation.baselines import conditioning_baselines  # noqa: E402
 from evaluation.embed import (EvalError, RecurringImages, SplitEmbeddings,  # noqa: E402
                               content_manifest_path, embed_split, load_split_images, model_names)
 from evaluation.metrics import default_device, nearest_neighbours  # noqa: E402
@@ -26,7 +27,7 @@ from evaluation.models import build_models  # noqa: E402
 from evaluation.report import (Results, markdown_report, plot_retrieval_grid,  # noqa: E402
                                plot_style_vs_content, train_average, write_json)
 from evaluation.scoring import CROPS, METRICS, TEST, score_split  # noqa: E402
-from shards.reader import ShardError, SplitRoles, split_roles  # noqa: E402
+from shards.reader import ShardError, SplitRoles, read_info, split_roles  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +40,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="comma-separated baselines, or 'none' (default: eval.baselines)")
     parser.add_argument("--out", required=True, help="folder for the report and embeddings")
     return parser.parse_args(argv)
+
+
+def own_code_splits(names: list[str], shards: Path, splits: list[str]) -> dict[str, list[str]]:
+    """For each baseline that computes an NST network's conditioning code, the test splits that
+    network stylized (there the baseline scores the code the images were made from)."""
+    networks = {split: set(read_info(shards / split).get("networks", {}).values()) for split in splits}
+    return {name: [split for split in splits if method in networks[split]]
+            for name, method in conditioning_baselines(names).items()
+            if any(method in networks[split] for split in splits)}
 
 
 def save_embeddings(split: SplitEmbeddings, out: Path) -> None:
@@ -83,7 +93,8 @@ def evaluate(args: argparse.Namespace) -> Results:
           f"{', '.join(name for name, _ in splits)}", flush=True)
     results: Results = {name: {} for name in names}
     meta = {"shards": str(shards), "held_out": roles.held_out, "train_splits": roles.tests,
-            "device": str(device), "seconds": {}}
+            "device": str(device), "seconds": {},
+            "own_code_splits": own_code_splits(names, shards, roles.test_columns())}
     grid_split = roles.held_out or roles.test_columns()[-1]
     recurring = RecurringImages(models, cfg["eval"]["batch_size"])
     for split_name, kind in splits:

@@ -20,10 +20,11 @@ import time  # noqa: E402
 from common.config import add_config_args, load_config, save_config  # noqa: E402
 from common.files import write_json  # noqa: E402
 from pipeline.plan import Plan, ShardPlan, make_plan, strength_choices  # noqa: E402
+from pipeline.worker import ShardWorker  # noqa: E402
 from shards.manifest import read_content_manifest, read_style_manifest  # noqa: E402
 from shards.reader import complete_shards  # noqa: E402
 from shards.writer import is_complete, write_split_info  # noqa: E402
-from stylize import list_methods  # noqa: E402
+from stylize import configured_method, list_methods  # noqa: E402
 
 STATE_NAME = "_stage1.json"
 
@@ -51,8 +52,10 @@ def check_methods(cfg: dict) -> None:
     for name in wanted:
         if name not in scfg["methods"]:
             raise Stage1Error(f"method '{name}' is used but has no entry in stylize.methods")
-        if name not in list_methods():
-            raise Stage1Error(f"unknown NST method '{name}'; registered: {', '.join(list_methods())}")
+        registered = configured_method(name, scfg["methods"])[0]
+        if registered not in list_methods():
+            raise Stage1Error(f"unknown NST method '{registered}' (stylize.methods.{name}); "
+                              f"registered: {', '.join(list_methods())}")
     if scfg["held_out"] in scfg["train_methods"]:
         raise Stage1Error(f"held-out method '{scfg['held_out']}' is also a training method")
     try:
@@ -109,8 +112,6 @@ def run_shards(cfg: dict, todo: list[ShardPlan], out: Path) -> list[dict]:
     import ray
     from ray.util import ActorPool
 
-    from pipeline.worker import ShardWorker
-
     rcfg = cfg["stylize"]["ray"]
     actor_cls = ray.remote(num_cpus=rcfg["num_cpus_per_actor"],
                            num_gpus=rcfg["num_gpus_per_actor"])(ShardWorker)
@@ -139,6 +140,7 @@ def summarise_splits(cfg: dict, plan: Plan, out: Path, content_manifest: Path) -
                           for group in shard.groups for item in group.items})
         summary[split] = write_split_info(split_dir, split, stats, {
             "methods": methods, "held_out": cfg["stylize"]["held_out"],
+            "networks": {m: configured_method(m, cfg["stylize"]["methods"])[0] for m in methods},
             "content_manifest": str(content_manifest), "image_size": cfg["stylize"]["image_size"],
             "seed": cfg["seed"]})
     return summary

@@ -17,7 +17,7 @@ from pipeline.plan import PlannedSample, PlannedItem, ShardPlan
 from shards.codec import encode_jpeg, pil_to_tensor
 from shards.schema import CROP_METHOD
 from shards.writer import ShardWriter
-from stylize import NSTMethod, create_method
+from stylize import NSTMethod, configured_method, create_method
 
 
 def square(image: Image.Image, size: int) -> Image.Image:
@@ -60,13 +60,15 @@ class ShardWorker:
 
     def method(self, name: str) -> NSTMethod:
         if name not in self._methods:
-            options = dict(self.scfg["methods"].get(name) or {})
-            self._methods[name] = create_method(name, device=self.device,
+            registered, options = configured_method(name, self.scfg["methods"])
+            self._methods[name] = create_method(registered, device=self.device,
                                                 half=self.scfg["ray"]["half_precision"], **options)
         return self._methods[name]
 
-    def _stylize_batch(self, batch: list[PlannedItem], style: torch.Tensor
+    def _stylize_batch(self, batch: list[PlannedItem], style: torch.Tensor, prepared: dict[str, object]
                        ) -> list[tuple[dict, bytes | None, str]]:
+        """Stylize one batch; ``prepared`` caches each method's style state for this style
+        (a style network runs once per style, not once per batch)."""
         size, quality = self.scfg["image_size"], self.scfg["jpeg_quality"]
         loaded, results = [], []
         for item in batch:
@@ -80,8 +82,11 @@ class ShardWorker:
         contents = torch.stack([tensor for _, tensor in loaded])
         try:
             with torch.no_grad():
-                outputs = method(contents, style, strength=batch[0].params["strength"],
-                                 seed=batch[0].seed).float().cpu()
+                if batch[0].method not in prepared:
+                    prepared[batch[0].method] = method.prepare_style(style)
+                outputs = method.stylize(contents.to(method.device, torch.float32),
+                                         prepared[batch[0].method], strength=batch[0].params["strength"],
+                                         seed=batch[0].seed).float().cpu()
         except Exception as exc:  # a method failure loses this batch, not the shard
             return results + [(_record(item), None, f"{item.method} failed: {exc!r}")
                               for item, _ in loaded]
@@ -100,9 +105,9 @@ class ShardWorker:
         if group.items and group.items[0].method == CROP_METHOD:
             return self._crops(group, image)
         style = pil_to_tensor(square(image, self.scfg["image_size"]))
-        outputs = []
+        outputs, prepared = [], {}
         for batch in method_batches(group.items, self.scfg["ray"]["batch_size"]):
-            outputs += self._stylize_batch(batch, style)
+            outputs += self._stylize_batch(batch, style, prepared)
         return sorted(outputs, key=lambda out: out[0]["index"])
 
     def write_shard(self, shard: ShardPlan, out_dir: str | Path) -> dict:

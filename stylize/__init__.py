@@ -7,10 +7,10 @@ by several methods live in ``stylize.parts`` (a subpackage: its modules register
 import importlib
 import pkgutil
 
-from stylize.base import NSTMethod, create_method, list_methods, register_method
+from stylize.base import NSTMethod, configured_method, create_method, list_methods, register_method
 
 for _module in pkgutil.iter_modules(__path__):
     if not _module.ispkg:
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["NSTMethod", "create_method", "list_methods", "register_method"]
+__all__ = ["NSTMethod", "configured_method", "create_method", "list_methods", "register_method"]

@@ -68,3 +68,14 @@ def create_method(name: str, **options: Any) -> NSTMethod:
     except KeyError:
         raise KeyError(f"unknown NST method '{name}'; known: {', '.join(list_methods())}") from None
     return cls(**options)
+
+
+def configured_method(name: str, methods_cfg: dict) -> tuple[str, dict]:
+    """The registered method and constructor options of the config entry ``stylize.methods.<name>``.
+
+    An entry may name its registered method with a ``method`` key, so that one method can
+    appear under several names with different options (``magenta_coarse: {method: magenta,
+    work_size: 128}``); without it the entry's own name is the method.
+    """
+    options = dict(methods_cfg.get(name) or {})
+    return options.pop("method", name), options

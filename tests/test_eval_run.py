@@ -3,6 +3,7 @@ checkpoint file, run as a user runs it (a subprocess, from another working direc
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -192,3 +193,39 @@ def test_references_and_contents_shared_by_splits_are_embedded_once(eval_inputs,
     alone = embed_split(splits[1], [model], batch_size=5, with_contents=True)
     assert np.allclose(alone.references["count"], second.references["count"])
     assert np.allclose(alone.contents["count"], second.contents["count"])
+
+
+def test_pretrained_style_vector_and_colour_histogram_baselines_end_to_end(eval_inputs, tmp_path):
+    shards = tmp_path / "shards"
+    shutil.copytree(eval_inputs["shards"], shards)
+    # Say that test-m1 was stylized by Magenta's network: its style vector then scores its
+    # own conditioning code there, which the report must say.
+    info_path = shards / "test-m1" / "_info.json"
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "networks": {"m1": "magenta"}}))
+    out = tmp_path / "eval"
+    result = _run_eval(["--shards", str(shards), "--baselines", "magenta_style,colour_hist",
+                        "--out", str(out), *EVAL_OVERRIDES], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["models"]) == {"magenta_style", "colour_hist"}
+    assert report["meta"]["own_code_splits"] == {"magenta_style": ["test-m1"]}
+    markdown = (out / "report.md").read_text()
+    assert "`magenta_style` computes the code that conditioned" in markdown and "`test-m1`" in markdown
+    # Factory styles are palettes: the palette descriptor finds them far above chance (~17%).
+    assert report["models"]["colour_hist"]["test-m1"]["style_map"] > 50.0
+    codes = np.load(out / "embeddings" / "magenta_style" / "test-m2.npz")["images"]
+    assert codes.shape == (30, 100) and np.allclose(np.linalg.norm(codes, axis=1), 1.0, atol=1e-4)
+
+
+def test_colour_histogram_sees_palette_not_layout():
+    cfg = load_config(None, ["eval.colour_bins=4"])
+    [(names, net)] = build_baselines(["colour_hist"], cfg)
+    red_left = torch.zeros(1, 3, 8, 8)
+    red_left[:, 0, :, :4] = 1.0                      # half red, half black
+    red_right = red_left.flip(-1)                    # the same palette, mirrored
+    blue_left = red_left[:, [2, 1, 0]]
+    codes = net(torch.cat([red_left, red_right, blue_left]))
+    assert names == ["colour_hist"] and codes.shape == (3, 64)
+    assert torch.allclose(codes[0], codes[1])
+    assert float(codes[0] @ codes[2]) == pytest.approx(0.5)   # they share only the black half

@@ -194,3 +194,37 @@ def test_ray_job_submit_against_a_local_head(small_manifests, ray_env, tmp_path)
         assert read_info(out / "train")["samples"] > 0
     finally:
         subprocess.run([ray, "stop", "--force"], env=ray_env, capture_output=True, timeout=120)
+
+
+def test_the_pretrained_network_runs_through_stage1_with_a_variant_held_out(small_manifests, ray_env,
+                                                                            tmp_path):
+    """Magenta's network in Ray actors; a second entry of the same network with other options
+    (``method: magenta``) is held out; shard metadata records the weights and the network."""
+    content, style = small_manifests
+    overrides = _overrides(content, style, **{
+        "stylize.methods.magenta": "{work_size: 64}",
+        "stylize.methods.magenta_coarse": "{method: magenta, work_size: 32}",
+        "stylize.train_methods": "[magenta]", "stylize.held_out": "magenta_coarse",
+        "stylize.strength": "[0.5,1.0]"})
+    out = tmp_path / "shards"
+    result = _run(out, overrides, ray_env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(_written(out)) == sorted(_planned(overrides))   # nothing failed, nothing doubled
+    held_out = read_info(out / "test-magenta_coarse")
+    assert held_out["role"] == "held_out" and held_out["networks"] == {"magenta_coarse": "magenta"}
+    assert read_info(out / "test-magenta")["role"] == "test"
+    assert read_info(out / "train")["role"] == "train"
+    params = [json.loads(r["params"]) for r in read_index(out / "test-magenta_coarse").to_pylist()]
+    assert {p["work_size"] for p in params} == {32} and {p["strength"] for p in params} <= {0.5, 1.0}
+    assert all(p["transform_model"] == "arbitrary_transform.onnx" and len(p["predict_sha256"]) == 16
+               for p in params)
+
+
+def test_an_entry_naming_an_unknown_network_is_refused_before_ray(small_manifests, ray_env, tmp_path):
+    content, style = small_manifests
+    overrides = _overrides(content, style, **{"stylize.methods.fancy": "{method: nosuch}",
+                                              "stylize.held_out": "fancy"})
+    result = _run(tmp_path / "shards", overrides, ray_env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown NST method 'nosuch' (stylize.methods.fancy)" in result.stderr
+    assert "Started a local Ray" not in result.stderr + result.stdout
