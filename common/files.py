@@ -47,3 +47,47 @@ def write_atomic(path: str | Path, data: bytes) -> None:
 
 def write_json(path: str | Path, payload: Any) -> None:
     write_atomic(path, json.dumps(payload, indent=2, sort_keys=True).encode())
+
+
+class LockedError(RuntimeError):
+    """Another live process is writing the same output folder."""
+
+
+class FolderLock:
+    """An exclusive, advisory lock on an output folder, held while a run writes into it.
+
+    ``flock`` on ``<folder>/.lock``: the kernel releases it when the holder exits, however it
+    dies, so a stale lock file of a killed run never blocks the next one. The file records the
+    holder's pid and command for the error message.
+    """
+
+    def __init__(self, folder: str | Path, what: str):
+        self.path = Path(folder) / ".lock"
+        self.what = what
+        self._fh: BinaryIO | None = None
+
+    def __enter__(self) -> "FolderLock":
+        import fcntl
+        import sys
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+b")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().decode(errors="replace").strip() or "unknown"
+            fh.close()
+            raise LockedError(f"{self.path.parent} is in use by another {self.what} ({holder}): "
+                              "wait for it to finish, or stop it, then run again") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}".encode())
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            self._fh.close()   # closing releases the flock
+            self._fh = None

@@ -18,7 +18,7 @@ import os  # noqa: E402
 import time  # noqa: E402
 
 from common.config import add_config_args, load_config, save_config  # noqa: E402
-from common.files import write_json  # noqa: E402
+from common.files import FolderLock, LockedError, write_json  # noqa: E402
 from pipeline.plan import Plan, ShardPlan, make_plan, strength_choices  # noqa: E402
 from pipeline.worker import ShardWorker  # noqa: E402
 from shards.manifest import read_content_manifest, read_style_manifest  # noqa: E402
@@ -147,12 +147,21 @@ def summarise_splits(cfg: dict, plan: Plan, out: Path, content_manifest: Path) -
 
 
 def run_stage1(cfg: dict, out: str | Path) -> dict:
-    """Plan, stylize every incomplete shard, summarise. Returns per-split summaries."""
+    """Plan, stylize every incomplete shard, summarise. Returns per-split summaries.
+
+    The output folder is locked for the run: a second run on it is refused while this one
+    lives (it would delete this run's unfinished shards as stale), not after it dies.
+    """
     out = Path(out).resolve()
     check_methods(cfg)
     plan, content_manifest = build_plan(cfg)
-    claim_output(out, plan)
-    save_config(cfg, out)
+    with FolderLock(out, "stage-1 run"):
+        claim_output(out, plan)
+        save_config(cfg, out)
+        return _stylize_plan(cfg, plan, out, content_manifest)
+
+
+def _stylize_plan(cfg: dict, plan: Plan, out: Path, content_manifest: Path) -> dict:
     todo = [s for s in plan.shards if not is_complete(out / s.split, s.number)]
     print(f"[stage1] plan: {len(plan.shards)} shards in {len(plan.splits())} splits "
           f"({sum(s.num_items for s in plan.shards)} images); {len(plan.shards) - len(todo)} "
@@ -179,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run_stage1(load_config(args.config, args.overrides), args.out)
-    except (Stage1Error, ValueError, FileNotFoundError) as exc:
+    except (Stage1Error, LockedError, ValueError, FileNotFoundError) as exc:
         print(f"[stage1] error: {exc}", file=sys.stderr)
         return 2
     return 0

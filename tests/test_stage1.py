@@ -13,6 +13,7 @@ import pytest
 import webdataset as wds
 
 from common.config import load_config
+from common.files import FolderLock
 from shards.manifest import read_content_manifest, read_style_manifest
 from pipeline.plan import make_plan
 from shards.reader import complete_shards, read_index, read_info
@@ -228,3 +229,13 @@ def test_an_entry_naming_an_unknown_network_is_refused_before_ray(small_manifest
     assert result.returncode == 2
     assert "unknown NST method 'nosuch' (stylize.methods.fancy)" in result.stderr
     assert "Started a local Ray" not in result.stderr + result.stdout
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused(small_manifests, ray_env, tmp_path):
+    content, style = small_manifests
+    out = tmp_path / "shards"
+    with FolderLock(out, "stage-1 run"):   # a live run holds the folder
+        result = _run(out, _overrides(content, style), ray_env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{out} is in use by another stage-1 run (pid {os.getpid()}" in result.stderr
+    assert not list(out.glob("*/shard-*"))

@@ -1,6 +1,8 @@
 """Training end to end on real tar shards: torchrun with two gloo ranks on uneven shards,
 NaN stop keeping the last good checkpoint, exact resume, and the data stream's guarantees."""
 import json
+import signal
+import time
 import os
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import pytest
 import torch
 
 from common.config import load_config
+from common.files import FolderLock
 from shard_factory import make_split
 from shards.reader import ShardError
 from train.data import StyleBatches, batch_iterator, label_id, train_shards
@@ -128,3 +131,55 @@ def test_cli_reports_config_typos_and_missing_shards(tmp_path, capsys):
     assert "did you mean 'steps'" in capsys.readouterr().err
     assert main(["--shards", str(tmp_path / "none"), "--out", str(tmp_path / "run")] + TINY) == 2
     assert "shards directory not found" in capsys.readouterr().err
+
+
+def test_a_second_training_in_one_run_folder_is_refused(uneven_shards, tmp_path, capsys):
+    run = tmp_path / "run"
+    with FolderLock(run, "training"):   # a live training holds the folder
+        code = main(["--shards", str(uneven_shards), "--out", str(run), *TINY, "train.steps=1"])
+    assert code == 2
+    assert f"{run} is in use by another training (pid {os.getpid()}" in capsys.readouterr().err
+    assert not (run / "metrics.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_die_with_their_launcher(uneven_shards, tmp_path):
+    """Killing torchrun's launcher alone must not leave its ranks training."""
+    run = tmp_path / "run"
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "train/main.py", "--shards",
+               str(uneven_shards), "--out", str(run), *TINY, "train.num_workers=0", "train.steps=100000"]
+    launcher = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    ranks = [pid for pid in _processes_running(str(run)) if pid != launcher.pid]
+    assert len(ranks) >= 2
+    os.kill(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    deadline = time.time() + 30
+    while any(_alive(pid) for pid in ranks) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not any(_alive(pid) for pid in ranks)
+    with FolderLock(run, "training"):   # and the folder is free for a --resume
+        pass
+
+
+def _processes_running(text: str) -> list[int]:
+    """Pids whose command line mentions ``text``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace"):
+                found.append(int(cmdline.parent.name))
+        except OSError:  # the process ended meanwhile
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:   # a zombie has exited already
+        return fh.read().split()[2] != "Z"

@@ -22,7 +22,9 @@ import json
 import math
 import os
 import resource
+import signal
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +32,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from common.config import add_config_args, load_config, save_config
+from common.files import FolderLock, LockedError
 from shards.reader import ShardError
 from train.checkpoint import last_checkpoint_path, load_checkpoint, save_checkpoint
 from train.data import batch_iterator, train_shards
@@ -37,6 +40,7 @@ from train.loss import multi_positive_infonce, two_view_loss
 from train.model import ModelConfigError, build_encoder
 
 INJECT_NAN_ENV = "NSTSTYLE_INJECT_NAN_AT_STEP"
+PR_SET_PDEATHSIG = 1
 EXIT_NON_FINITE = 3
 
 
@@ -53,6 +57,21 @@ class Distributed:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+def die_with_launcher() -> None:
+    """Under torchrun, have the kernel end this rank when its launcher dies.
+
+    torchrun starts ranks in sessions of their own, so killing the launcher alone would leave
+    them training, and a ``--resume`` would then run two trainings in one folder.
+    """
+    if sys.platform != "linux" or "TORCHELASTIC_RUN_ID" not in os.environ:
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the launcher died before the request was made
+        sys.exit("error: the torchrun launcher is gone")
 
 
 def init_distributed() -> Distributed:
@@ -262,10 +281,16 @@ def run_training(cfg: dict, shards: Path, out: Path, resume: bool = False) -> di
     run_dir.
     """
     train_shards(shards)  # fail fast on missing shards, before building the model
+    out = Path(out).resolve()
+    # Rank 0 writes the run folder: one training at a time in it (a second is refused).
+    with FolderLock(out, "training") if int(os.environ.get("RANK", "0")) == 0 else nullcontext():
+        return _train(cfg, shards, out, resume)
+
+
+def _train(cfg: dict, shards: Path, out: Path, resume: bool) -> dict:
     env = init_distributed()
     if env.device.type == "cpu":
         torch.set_num_threads(cpu_threads(cfg["train"]["threads"]))
-    out = Path(out).resolve()
     if env.is_main:
         save_config(cfg, out)
     model, optimizer, scheduler = setup_model(cfg, env)
@@ -296,13 +321,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    die_with_launcher()
     try:
         cfg = load_config(args.config, args.overrides)
         summary = run_training(cfg, args.shards, args.out, resume=args.resume)
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_NON_FINITE
-    except (ShardError, ModelConfigError, FileNotFoundError, ValueError) as exc:
+    except (ShardError, ModelConfigError, LockedError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     finally:
