@@ -22,7 +22,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common.config import REPO_ROOT, add_config_args, load_config  # noqa: E402
+from common.config import DEFAULT_CONFIG, REPO_ROOT, add_config_args, load_config  # noqa: E402
 from common.images import open_image  # noqa: E402
 from pipeline.plan import strength_choices  # noqa: E402
 from pipeline.stylize import build_plan, run_stage1  # noqa: E402
@@ -142,7 +142,7 @@ def evaluate_run(cfg: dict, config: str, shards: Path, out: Path, overrides: lis
     checkpoint = save_checkpoint(out / "encoder" / "checkpoints" / "last.pt",
                                  {"model": build_encoder(cfg).state_dict(), "config": cfg, "step": 0})
     start = time.perf_counter()
-    subprocess.run([sys.executable, str(REPO_ROOT / "pipeline" / "eval.py"), "--config", config,
+    subprocess.run([sys.executable, str(REPO_ROOT / "pipeline" / "eval.py"), "--config", str(config),
                     "--shards", str(shards), "--checkpoint", str(checkpoint),
                     "--out", str(out / "eval"), *overrides], check=True)
     return time.perf_counter() - start
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "demo" / "bench")
     parser.add_argument("--train-steps", type=int, default=10, help="timed steps per training loop")
     args = parser.parse_args(argv)
+    args.config = args.config or str(DEFAULT_CONFIG)
     cfg = load_config(args.config, args.overrides)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)

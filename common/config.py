@@ -70,7 +70,11 @@ def load_file(path: str | Path) -> dict:
     parent = data.pop("inherit", None)
     if parent is None:
         return data
-    return merge(load_file(path.parent / parent), data, str(path))
+    try:
+        base = load_file(path.parent / parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: inherit: {parent!r} (resolved against the file's folder): {exc}") from None
+    return merge(base, data, str(path))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -78,7 +82,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override '{text}' must look like key.sub=value")
     key, raw = text.split("=", 1)
     # YAML parsing gives numbers, booleans, null and [lists] their natural types.
-    value = yaml.safe_load(raw) if raw != "" else ""
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': the value is not valid YAML: {exc}") from None
     return key.strip().split("."), value
 
 
@@ -97,6 +104,46 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     return apply_overrides(load_file(path or DEFAULT_CONFIG), overrides)
 
 
+# Sections that define what stage 1 wrote: a run reading shards must agree with them.
+SHARD_SECTIONS = ("seed", "world", "data", "stylize")
+RUNTIME_KEYS = ("stylize.ray",)   # how stage 1 ran, not what it made
+
+
+def _differences(a: Any, b: Any, prefix: str) -> Iterable[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            dotted = f"{prefix}.{key}" if prefix else key
+            if dotted not in RUNTIME_KEYS:
+                yield from _differences(a.get(key), b.get(key), dotted)
+    elif a != b:
+        yield prefix, a, b
+
+
+def config_for_shards(path: str | Path | None, overrides: Iterable[str], shards: str | Path) -> dict:
+    """The config of a run that reads stage 1's shards (training, evaluation).
+
+    Without ``path`` it is the config stage 1 recorded with the shards (``<shards>/config.yaml``),
+    not the embedded default: shards made at 224 px train at 224 px. With ``path``, the keys that
+    define the shards (``SHARD_SECTIONS``) must agree with the recorded ones: a contradiction is
+    an error naming the key, not a silent mismatch.
+    """
+    recorded = Path(shards) / RESOLVED_NAME
+    if not recorded.is_file():
+        if path is None:
+            raise ConfigError(f"no --config given and {recorded} (written by stage 1) is missing: "
+                              "pass the config the shards were made with")
+        return load_config(path, overrides)
+    # The recorded config is complete for the code that wrote it; keys added since come from
+    # the embedded default.
+    stored = merge(load_file(DEFAULT_CONFIG), load_file(recorded), str(recorded))
+    cfg = apply_overrides(load_file(path) if path else stored, overrides)
+    for key, mine, theirs in _differences({k: cfg.get(k) for k in SHARD_SECTIONS},
+                                          {k: stored.get(k) for k in SHARD_SECTIONS}, ""):
+        raise ConfigError(f"{key} is {mine!r} here but the shards were made with {theirs!r} "
+                          f"({recorded}): leave --config out to use the shards' config, or fix it")
+    return cfg
+
+
 def save_config(cfg: dict, out_dir: str | Path, name: str = RESOLVED_NAME) -> Path:
     """Write the resolved config next to a run's outputs (atomically)."""
     target = Path(out_dir) / name
@@ -106,7 +153,9 @@ def save_config(cfg: dict, out_dir: str | Path, name: str = RESOLVED_NAME) -> Pa
 
 def add_config_args(parser) -> None:
     """The flags every entry point shares: ``--config`` plus trailing overrides."""
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
-                        help="YAML config (default: the embedded tiny config)")
+    parser.add_argument("--config", default=None,
+                        help="YAML config; relative paths inside it (inherit) are resolved "
+                             "against its folder (default: for commands that read shards, the "
+                             "config stage 1 recorded with them; otherwise configs/tiny.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
                         help="override any config key, e.g. train.steps=50")

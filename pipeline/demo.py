@@ -18,7 +18,7 @@ import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
-from common.config import (REPO_ROOT, ConfigError, add_config_args, load_config,  # noqa: E402
+from common.config import (DEFAULT_CONFIG, REPO_ROOT, ConfigError, add_config_args, load_config,  # noqa: E402
                            save_config)
 
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         # The commands run from the repository root: the config path must not depend on cwd.
-        run_demo(str(Path(args.config).resolve()), args.overrides, args.out)
+        run_demo(str(Path(args.config or DEFAULT_CONFIG).resolve()), args.overrides, args.out)
     except (DemoError, ConfigError) as exc:
         print(f"[demo] error: {exc}", file=sys.stderr)
         return 1

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.config import ConfigError, load_config, save_config
+from common.config import DEFAULT_CONFIG, ConfigError, config_for_shards, load_config, save_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -61,3 +61,25 @@ def test_resolved_config_round_trips(tmp_path):
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_every_shipped_config_resolves(name):
     assert "train" in load_config(CONFIGS / name)
+
+
+def test_a_run_on_shards_takes_their_config_and_refuses_a_contradiction(tmp_path):
+    shards = tmp_path / "shards"
+    save_config(load_config(None, ["stylize.image_size=224", "seed=3"]), shards)
+    cfg = config_for_shards(None, ["train.steps=2"], shards)
+    assert cfg["stylize"]["image_size"] == 224 and cfg["seed"] == 3 and cfg["train"]["steps"] == 2
+    # How stage 1 ran (Ray resources) may differ; what it made may not.
+    assert config_for_shards(None, ["stylize.ray.num_actors=7"], shards)["stylize"]["ray"]["num_actors"] == 7
+    with pytest.raises(ConfigError, match=r"seed is 0 here but the shards were made with 3"):
+        config_for_shards(DEFAULT_CONFIG, [], shards)
+    with pytest.raises(ConfigError, match="no --config given"):
+        config_for_shards(None, [], tmp_path / "elsewhere")
+
+
+def test_inherit_and_override_errors_name_their_source(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text("inherit: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"child.yaml: inherit: 'missing.yaml' .*not found"):
+        load_config(child)
+    with pytest.raises(ConfigError, match=r"override 'train.steps=\[1,': the value is not valid YAML"):
+        load_config(None, ["train.steps=[1,"])

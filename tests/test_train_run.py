@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.config import load_config
+from common.config import DEFAULT_CONFIG, load_config
 from common.files import FolderLock
 from shard_factory import make_split
 from shards.reader import ShardError
@@ -21,6 +21,7 @@ from train.model import load_encoder
 
 REPO = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
+CONFIG = ["--config", str(DEFAULT_CONFIG)]   # the factory's shards record no config of their own
 TINY = ["train.image_size=32", "train.model.vit.name=vit_tiny_patch16_224", "train.model.vit.patch_size=8",
         "train.model.vgg.max_layer=relu2_1", "train.styles_per_batch=3", "train.images_per_style=2",
         "train.threads=1", "train.log_every=2", "train.warmup_steps=2", "train.shuffle_buffer=4"]
@@ -38,7 +39,7 @@ def uneven_shards(tmp_path_factory) -> Path:
 
 
 def torchrun(shards: Path, out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "train/main.py",
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "train/main.py", *CONFIG,
                "--shards", str(shards), "--out", str(out), *extra, *TINY,
                "train.num_workers=1", "train.steps=6", "train.checkpoint_every=2"]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240,
@@ -127,16 +128,16 @@ def test_missing_or_incomplete_shards_say_what_to_do(tmp_path):
 
 
 def test_cli_reports_config_typos_and_missing_shards(tmp_path, capsys):
-    assert main(["--shards", str(tmp_path), "--out", str(tmp_path / "run"), "train.stpes=3"]) == 2
+    assert main([*CONFIG, "--shards", str(tmp_path), "--out", str(tmp_path / "run"), "train.stpes=3"]) == 2
     assert "did you mean 'steps'" in capsys.readouterr().err
-    assert main(["--shards", str(tmp_path / "none"), "--out", str(tmp_path / "run")] + TINY) == 2
+    assert main([*CONFIG, "--shards", str(tmp_path / "none"), "--out", str(tmp_path / "run")] + TINY) == 2
     assert "shards directory not found" in capsys.readouterr().err
 
 
 def test_a_second_training_in_one_run_folder_is_refused(uneven_shards, tmp_path, capsys):
     run = tmp_path / "run"
     with FolderLock(run, "training"):   # a live training holds the folder
-        code = main(["--shards", str(uneven_shards), "--out", str(run), *TINY, "train.steps=1"])
+        code = main([*CONFIG, "--shards", str(uneven_shards), "--out", str(run), *TINY, "train.steps=1"])
     assert code == 2
     assert f"{run} is in use by another training (pid {os.getpid()}" in capsys.readouterr().err
     assert not (run / "metrics.jsonl").exists()
@@ -146,7 +147,7 @@ def test_a_second_training_in_one_run_folder_is_refused(uneven_shards, tmp_path,
 def test_torchrun_ranks_die_with_their_launcher(uneven_shards, tmp_path):
     """Killing torchrun's launcher alone must not leave its ranks training."""
     run = tmp_path / "run"
-    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "train/main.py", "--shards",
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "train/main.py", *CONFIG, "--shards",
                str(uneven_shards), "--out", str(run), *TINY, "train.num_workers=0", "train.steps=100000"]
     launcher = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120

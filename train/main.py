@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from common.config import add_config_args, load_config, save_config
+from common.config import add_config_args, config_for_shards, save_config
 from common.files import FolderLock, LockedError
 from shards.reader import ShardError
 from train.checkpoint import last_checkpoint_path, load_checkpoint, save_checkpoint
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     die_with_launcher()
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = config_for_shards(args.config, args.overrides, args.shards)
         summary = run_training(cfg, args.shards, args.out, resume=args.resume)
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
