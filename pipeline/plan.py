@@ -50,6 +50,17 @@ class ShardPlan:
 @dataclass
 class Plan:
     shards: list[ShardPlan] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)   # what the data could not fill
+
+    def describe(self) -> list[str]:
+        """One line per split: styles, distinct contents and images planned."""
+        lines = []
+        for split in self.splits():
+            samples = [g for s in self.shards if s.split == split for g in s.groups]
+            contents = {i.content_id for g in samples for i in g.items}
+            images = sum(len(g.items) for g in samples)
+            lines.append(f"{split}: {len(samples)} styles, {len(contents)} contents, {images} images")
+        return lines
 
     def splits(self) -> list[str]:
         return sorted({s.split for s in self.shards})
@@ -127,6 +138,25 @@ def _cut(split: str, groups: list[PlannedSample], per_shard: int) -> list[ShardP
             for n, i in enumerate(range(0, len(groups), per_shard))]
 
 
+def _shortfalls(scfg: dict, test_styles: list[StyleRow], train_contents: int,
+                test_contents: int) -> list[str]:
+    """Counts asked for that the data cannot fill (the plan then takes what there is)."""
+    found = []
+    for key, available, what in (("train_contents_per_style", train_contents, "train contents"),
+                                 ("test_contents_per_style", test_contents, "test contents")):
+        if scfg[key] > available:
+            found.append(f"stylize.{key} is {scfg[key]} but only {available} {what} exist: "
+                         f"each style gets {available}")
+    per_group: dict[str, int] = {}
+    for style in test_styles:
+        per_group[style.group] = per_group.get(style.group, 0) + 1
+    short = sum(count < scfg["test_styles_per_group"] for count in per_group.values())
+    if short:
+        found.append(f"stylize.test_styles_per_group is {scfg['test_styles_per_group']} but {short} "
+                     f"of {len(per_group)} test groups hold fewer styles")
+    return found
+
+
 def make_plan(contents: list[ContentRow], styles: list[StyleRow], cfg: dict, seed: int) -> Plan:
     """Plan every split: ``train``, ``test-<method>`` for each method, and ``crops``."""
     scfg = cfg["stylize"]
@@ -137,7 +167,7 @@ def make_plan(contents: list[ContentRow], styles: list[StyleRow], cfg: dict, see
     train_contents, test_contents = _split_contents(contents, scfg, rng)
     strengths = strength_choices(scfg["strength"])
 
-    plan = Plan()
+    plan = Plan(warnings=_shortfalls(scfg, test_styles, len(train_contents), len(test_contents)))
     train_groups = [_group(s, _draw_items(train_contents, scfg["train_contents_per_style"],
                                           methods, strengths, rng)) for s in train_styles]
     plan.shards += _cut(TRAIN_SPLIT, train_groups, scfg["styles_per_shard"])
@@ -149,6 +179,8 @@ def make_plan(contents: list[ContentRow], styles: list[StyleRow], cfg: dict, see
                                       for item in items))
                   for style, items in zip(test_styles, pairings)]
         plan.shards += _cut(test_split(method), groups, scfg["styles_per_shard"])
+    if scfg["crops_grid"] < 1:
+        raise ValueError(f"stylize.crops_grid must be at least 1, got {scfg['crops_grid']!r}")
     crops = [_group(s, _crop_items(s, scfg["crops_grid"])) for s in test_styles]
     plan.shards += _cut(CROPS_SPLIT, crops, scfg["styles_per_shard"])
     return plan

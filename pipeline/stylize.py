@@ -70,7 +70,12 @@ def build_plan(cfg: dict) -> tuple[Plan, Path]:
     styles = read_style_manifest(style_path)
     print(f"[stage1] {len(contents)} contents from {content_path}")
     print(f"[stage1] {len(styles)} styles from {style_path}")
-    return make_plan(contents, styles, cfg, cfg["seed"]), content_path
+    plan = make_plan(contents, styles, cfg, cfg["seed"])
+    for line in plan.describe():
+        print(f"[stage1]   {line}")
+    for warning in plan.warnings:
+        print(f"[stage1] warning: {warning}", file=sys.stderr)
+    return plan, content_path
 
 
 def claim_output(out: Path, plan: Plan) -> None:

@@ -86,3 +86,20 @@ def test_a_batch_holds_one_method_and_one_strength():
     assert sorted(i.index for b in batches for i in b) == list(range(6))
     assert all(len({(i.method, i.params["strength"]) for i in b}) == 1 for b in batches)
     assert [len(b) for b in batches] == [2, 1, 2, 1]
+
+
+def test_shortfalls_are_reported_and_a_crops_grid_of_zero_refused(small_manifests):
+    content, style = small_manifests
+    cfg = load_config(None, ["stylize.test_contents_per_style=50", "stylize.test_styles_per_group=3",
+                             "stylize.test_fraction=0.34"])
+    plan = make_plan(read_content_manifest(content), read_style_manifest(style), cfg, 0)
+    test_contents = len({i.content_id for s in plan.shards if s.split.startswith("test-")
+                         for g in s.groups for i in g.items})
+    assert any(f"stylize.test_contents_per_style is 50 but only {test_contents} test contents" in w
+               for w in plan.warnings)
+    assert any("stylize.test_styles_per_group is 3 but 2 of 2 test groups hold fewer" in w
+               for w in plan.warnings)
+    assert any(line.startswith("train: ") and " styles, " in line for line in plan.describe())
+    with pytest.raises(ValueError, match="stylize.crops_grid must be at least 1, got 0"):
+        make_plan(read_content_manifest(content), read_style_manifest(style),
+                  load_config(None, ["stylize.crops_grid=0"]), 0)
