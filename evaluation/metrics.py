@@ -11,12 +11,18 @@ one plus the number of irrelevant gallery items scoring at least as high as the 
 item.
 
 Average precision needs, for each relevant item, only how many gallery items score at least as
-high as it. With the query's relevant scores sorted, one binary search per gallery item
-(``searchsorted``) buckets it between two relevant scores; a per-bucket histogram then gives
-every count at once, without sorting whole rows.
+high as it; the first-hit rank needs that count for the best relevant item alone. Relevant sets
+are small, so each row of a chunk's scores is compared directly with each of its m relevant
+scores and the comparisons that hold are counted: m cheap, vectorised passes over the chunk's
+scores, with no sorting of rows, no binary searches and no histograms. (The cost grows with m:
+at some 50 relevant items per query it is about that of the similarity product itself.) Queries
+are taken in order of their number of relevant items, so the rows of a chunk need about the same
+m. On the CPU numpy compares into bytes, a cache-sized block of rows at a time, and sums the
+bytes eight at a time as 64-bit words.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -46,14 +52,21 @@ class Ranking:
         return float(100.0 * (hits <= k).mean()) if hits.size else float("nan")
 
 
+# Bytes of one block of comparisons on the CPU (see _count_at_least_cpu): about the L2 cache.
+_CPU_BLOCK = 1 << 20
+_WORDS = 255   # 8-byte words of 0/1 bytes summed at once: at most 255 in any byte, no carry
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _encode_labels(query_labels: Sequence, gallery_labels: Sequence) -> tuple[np.ndarray, np.ndarray, int]:
-    """Map both label lists onto shared integer codes."""
-    query = np.asarray(query_labels).astype(str)
-    gallery = np.asarray(gallery_labels).astype(str)
+    """Map both label lists onto shared integer codes; labels are equal when their text is."""
+    query, gallery = np.asarray(query_labels), np.asarray(gallery_labels)
+    # Integers of one kind, or strings, are equal exactly when their text is: no conversion.
+    if not (query.dtype.kind == gallery.dtype.kind and query.dtype.kind in "iuU"):
+        query, gallery = query.astype(str), gallery.astype(str)
     vocab, codes = np.unique(np.concatenate([query, gallery]), return_inverse=True)
     return codes[: len(query)], codes[len(query):], len(vocab)
 
@@ -69,39 +82,107 @@ def _relevant_table(gallery_codes: np.ndarray, n_labels: int) -> np.ndarray:
     return table
 
 
-def _first_hit(scores: torch.Tensor, relevant: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Rank of the first relevant item per row (1 + irrelevant items scoring >= the best
-    relevant one); 0 without one."""
-    best = relevant.masked_fill(~valid, -float("inf")).max(1).values[:, None]
-    irrelevant_above = (scores >= best).sum(1) - ((relevant >= best) & valid).sum(1)
-    return torch.where(valid.any(1), irrelevant_above + 1, 0)
+def _queries_by_relevant_count(query_codes: np.ndarray, gallery_codes: np.ndarray, n_labels: int,
+                               same_set: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's number of relevant gallery items, and the queries ordered by it: a chunk of
+    similar counts pads its relevant scores little."""
+    n_relevant = np.bincount(gallery_codes, minlength=n_labels)[query_codes] - int(same_set)
+    return n_relevant, np.argsort(n_relevant, kind="stable")
 
 
-def _chunk_average_precision(scores: torch.Tensor, relevant: torch.Tensor,
-                             valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """AP and first-hit rank per query row, from the chunk's scores (c, N) and the relevant
-    items' scores (c, m) with their mask; AP is nan and the rank 0 where nothing is relevant."""
-    n_relevant = valid.sum(1)
-    ascending, _ = relevant.masked_fill(~valid, float("inf")).sort(dim=1)
-    # bucket[j] = how many relevant scores are <= score j, i.e. item j is retrieved no later
-    # than the relevant items ascending[:bucket[j]].
-    bucket = torch.searchsorted(ascending, scores, right=True)
-    ones = torch.ones(1, dtype=bucket.dtype, device=scores.device).expand_as(bucket)  # no (c, N) copy
-    histogram = torch.zeros(scores.shape[0], ascending.shape[1] + 1, dtype=torch.int64,
-                            device=scores.device).scatter_add_(1, bucket, ones)
-    # retrieved[:, i] = gallery items scoring >= ascending[:, i] (the item itself included).
-    retrieved = histogram.flip(1).cumsum(1).flip(1)[:, 1:]
-    # relevant items scoring >= ascending[:, i], ties included.
-    relevant_retrieved = n_relevant[:, None] - torch.searchsorted(ascending, ascending, right=False)
-    is_real = torch.arange(ascending.shape[1], device=scores.device)[None, :] < n_relevant[:, None]
-    precision = torch.where(is_real, relevant_retrieved.double() / retrieved.clamp(min=1).double(), 0.0)
-    ap = precision.sum(1) / n_relevant.clamp(min=1).double()
-    # The best relevant item is the last real entry of the ascending scores.
-    best_column = (n_relevant - 1).clamp(min=0)[:, None]
+def _count_rows(scores: np.ndarray, thresholds: np.ndarray, counts: np.ndarray) -> None:
+    """Fill counts (c, k) with the number of entries of each score row (c, N) that are >= each
+    of its k thresholds."""
+    rows, width = scores.shape
+    k = thresholds.shape[1]
+    # One byte per comparison, in rows padded to whole groups of _WORDS 8-byte words; the
+    # padding is never written, so stays False.
+    padded = -(-width // (8 * _WORDS)) * 8 * _WORDS
+    block = max(1, min(rows, _CPU_BLOCK // (k * padded)))   # a cache-sized block of rows
+    marks = np.zeros((block, k, padded), dtype=bool)
+    for start in range(0, rows, block):
+        stop = min(start + block, rows)
+        part = marks[: stop - start]
+        np.greater_equal(scores[start:stop, None, :], thresholds[start:stop, :, None],
+                         out=part[:, :, :width])
+        # Add the marks 8 at a time as uint64 words, _WORDS words per sum so that no byte of the
+        # sums exceeds 255 (no carry between bytes); then add up the bytes.
+        sums = part.view(np.uint64).reshape(stop - start, k, -1, _WORDS).sum(-1)
+        counts[start:stop] = sums.view(np.uint8).reshape(stop - start, k, -1).sum(-1)
+
+
+def _count_at_least_cpu(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """(c, k) number of entries of each score row (c, N) that are >= each of its k thresholds,
+    counted by as many threads as torch uses (numpy lets go of the GIL while it computes)."""
+    rows = scores.shape[0]
+    counts = np.empty((rows, thresholds.shape[1]), dtype=np.int64)
+    bounds = np.linspace(0, rows, min(torch.get_num_threads(), rows) + 1).astype(int)
+    parts = [(scores[a:b], thresholds[a:b], counts[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    if len(parts) == 1:
+        _count_rows(*parts[0])
+    else:
+        with ThreadPoolExecutor(len(parts)) as pool:
+            list(pool.map(lambda part: _count_rows(*part), parts))
+    return counts
+
+
+def _count_at_least_torch(scores: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """As _count_at_least_cpu, for accelerators: a few large comparisons, each no larger than
+    the chunk's scores."""
+    rows, k = thresholds.shape
+    block = max(1, rows // k)
+    return torch.cat([(scores[i:i + block, None, :] >= thresholds[i:i + block, :, None]).sum(2)
+                      for i in range(0, rows, block)])
+
+
+def _count_at_least(scores: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """(c, k) number of entries of each score row (c, N) that are >= each of its k thresholds.
+
+    On the CPU numpy does it, each thread through its own rows: numpy's comparisons are
+    vectorised into bytes (torch's into bool are not), and its threads meet once a chunk, where
+    torch's meet after every operation, which stalls when the cores are shared with other work."""
+    if scores.device.type == "cpu":
+        return torch.from_numpy(_count_at_least_cpu(scores.numpy(), thresholds.numpy()))
+    return _count_at_least_torch(scores, thresholds)
+
+
+def _relevant_scores(scores: torch.Tensor, relevant_index: torch.Tensor,
+                     own: torch.Tensor | None) -> torch.Tensor:
+    """Each row's relevant scores (c, table width) in ascending order, then +inf. With ``own``
+    (each row's own gallery position) that item is left out: its score in ``scores`` becomes
+    -inf, which also takes it out of the ranking."""
+    valid = relevant_index >= 0
+    if own is not None:
+        scores[torch.arange(len(own), device=scores.device), own] = -float("inf")
+        valid &= relevant_index != own[:, None]
+    relevant = scores.gather(1, relevant_index.clamp(min=0)).masked_fill(~valid, float("inf"))
+    return relevant.sort(dim=1).values
+
+
+def _rank_chunk(scores: torch.Tensor, ascending: torch.Tensor, n_real: torch.Tensor, width: int,
+                with_ap: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """AP (None without ``with_ap``) and first-hit rank per query row, from the chunk's scores
+    (c, N) and its relevant items' scores in ascending order, the first ``n_real`` of each row
+    real and none beyond ``width``, then +inf; AP is nan and the rank 0 where nothing is relevant."""
+    best = (n_real - 1).clamp(min=0)[:, None]
+    # The rank needs the count at the best relevant score only.
+    counted = ascending[:, :width].contiguous() if with_ap else ascending.gather(1, best)
+    retrieved = _count_at_least(scores, counted)   # gallery items >= each counted score
+    # Relevant items >= each counted score, ties included.
+    relevant_retrieved = n_real[:, None] - torch.searchsorted(ascending, counted, right=False)
+    has_relevant = n_real > 0
+    best_column = best if with_ap else torch.zeros_like(best)
     irrelevant_above = (retrieved - relevant_retrieved).gather(1, best_column)[:, 0]
-    first_hit = irrelevant_above + 1
-    has_relevant = n_relevant > 0
-    return torch.where(has_relevant, ap, float("nan")), torch.where(has_relevant, first_hit, 0)
+    first_hit = torch.where(has_relevant, irrelevant_above + 1, 0)
+    if not with_ap:
+        return None, first_hit
+    is_real = torch.arange(width, device=scores.device)[None, :] < n_real[:, None]
+    precision = torch.where(is_real, relevant_retrieved.double() / retrieved.clamp(min=1).double(), 0.0)
+    # Summed at the full width of the relevant scores, not the chunk's: a fixed layout, so a
+    # query's AP is the same to the last bit whichever chunk it falls in.
+    precision = torch.nn.functional.pad(precision, (0, ascending.shape[1] - width))
+    ap = precision.sum(1) / n_real.clamp(min=1).double()
+    return torch.where(has_relevant, ap, float("nan")), first_hit
 
 
 def rank_queries(queries: np.ndarray | torch.Tensor, query_labels: Sequence,
@@ -125,28 +206,23 @@ def rank_queries(queries: np.ndarray | torch.Tensor, query_labels: Sequence,
     device = torch.device(device) if device is not None else default_device()
     dtype = torch.float64 if torch.as_tensor(queries[:1]).dtype == torch.float64 else torch.float32
     query_codes, gallery_codes, n_labels = _encode_labels(query_labels, gallery_labels)
+    n_relevant, order = _queries_by_relevant_count(query_codes, gallery_codes, n_labels, same_set)
     table = torch.from_numpy(_relevant_table(gallery_codes, n_labels)).to(device)
-    query_codes_t = torch.from_numpy(query_codes).to(device)
+    query_codes_t, order_t = torch.from_numpy(query_codes).to(device), torch.from_numpy(order).to(device)
+    n_relevant_t = torch.from_numpy(n_relevant).to(device)
     gallery_t = torch.as_tensor(gallery).to(device, dtype)
+    queries_t = gallery_t if same_set else torch.as_tensor(queries).to(device, dtype)
     ap = np.full(len(queries), np.nan)
     first_hit = np.zeros(len(queries), dtype=np.int64)
     for start in range(0, len(queries), chunk_size):
-        stop = min(start + chunk_size, len(queries))
-        chunk = torch.as_tensor(queries[start:stop]).to(device, dtype)
-        scores = chunk @ gallery_t.T
-        relevant_index = table[query_codes_t[start:stop]]
-        valid = relevant_index >= 0
-        if same_set:
-            rows = torch.arange(start, stop, device=device)
-            scores[rows - start, rows] = -float("inf")
-            valid &= relevant_index != rows[:, None]
-        relevant = scores.gather(1, relevant_index.clamp(min=0))
-        if with_ap:
-            chunk_ap, chunk_first_hit = _chunk_average_precision(scores, relevant, valid)
-            ap[start:stop] = chunk_ap.cpu().numpy()
-        else:
-            chunk_first_hit = _first_hit(scores, relevant, valid)
-        first_hit[start:stop] = chunk_first_hit.cpu().numpy()
+        rows, rows_t = order[start:start + chunk_size], order_t[start:start + chunk_size]
+        scores = queries_t[rows_t] @ gallery_t.T
+        ascending = _relevant_scores(scores, table[query_codes_t[rows_t]], rows_t if same_set else None)
+        width = max(int(n_relevant[rows[-1]]), 1)   # rows come by relevant count: the last is the widest
+        chunk_ap, chunk_first_hit = _rank_chunk(scores, ascending, n_relevant_t[rows_t], width, with_ap)
+        if chunk_ap is not None:
+            ap[rows] = chunk_ap.cpu().numpy()
+        first_hit[rows] = chunk_first_hit.cpu().numpy()
     return Ranking(ap=ap, first_hit=first_hit)
 
 

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from evaluation.scoring import CROPS, TEST, metrics_for  # noqa: E402
+from evaluation.tagging_eval import COLUMNS as TAG_COLUMNS, TaggingResult  # noqa: E402
 from shards.reader import SplitRoles  # noqa: E402
 
 Results = dict[str, dict[str, dict[str, float]]]
@@ -34,11 +35,16 @@ def train_average(results: Results, model: str, roles: SplitRoles, metric: str) 
     return float(np.mean(values)) if values else float("nan")
 
 
-def write_json(results: Results, meta: dict, path: Path) -> None:
+def write_json(results: Results, meta: dict, path: Path, tagging: TaggingResult | None = None) -> None:
     models = {model: {split: {k: _finite_or_none(v) for k, v in metrics.items()}
                       for split, metrics in splits.items()}
               for model, splits in results.items()}
-    path.write_text(json.dumps({"models": models, "meta": meta}, indent=2))
+    payload = {"models": models, "meta": meta}
+    if tagging is not None:
+        payload["tagging"] = {"models": {model: {k: _finite_or_none(v) for k, v in metrics.items()}
+                                         for model, metrics in tagging.metrics.items()},
+                              "meta": tagging.meta}
+    path.write_text(json.dumps(payload, indent=2))
 
 
 def _cell(value: float) -> str:
@@ -91,6 +97,52 @@ def markdown_report(results: Results, roles: SplitRoles, meta: dict) -> str:
                 lines.append("| " + " | ".join([model] + cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def tagging_markdown(tagging: TaggingResult) -> list[str]:
+    """The "Zero-shot style tagging" section: one row per model, chance levels in the last."""
+    meta = tagging.meta
+    zero_shot = ", ".join(f"`{tag}` ({n})" for tag, n in meta["zero_shot_tags"].items()) or "none"
+    lines = ["## Zero-shot style tagging (higher is better)", "",
+             f"A head per model maps its frozen codes of {meta['train_styles']} training styles "
+             f"into the text space of `{meta['text_encoder']}`; each of the {meta['test_styles']} "
+             f"held-out test styles then ranks a vocabulary of {meta['vocabulary']} tags. "
+             f"Zero-shot tags, never used in training (test styles carrying each): {zero_shot}; "
+             f"the zero-shot columns score the tags unseen in training ({meta['unseen_tags']}). "
+             "Recall@k: the share of an image's tags within its top k. Values in %.", ""]
+    header = ["model", *TAG_COLUMNS.values()]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for model, metrics in tagging.metrics.items():
+        cells = [_cell(metrics.get(key, float("nan"))) for key in TAG_COLUMNS]
+        lines.append("| " + " | ".join([model] + cells) + " |")
+    chance = next(iter(tagging.metrics.values()), {})
+    cells = [_cell(chance.get(f"{key}_chance", float("nan"))) for key in TAG_COLUMNS]
+    lines += ["| " + " | ".join(["*chance*"] + cells) + " |", ""]
+    return lines
+
+
+def plot_tagging(tagging: TaggingResult, path: Path) -> None:
+    """Test styles (rows) with each pictured model's top predicted tags; green = a true tag."""
+    models = list(tagging.examples[0][2]) if tagging.examples else []
+    fig, axes = plt.subplots(len(tagging.examples), 1 + len(models), squeeze=False,
+                             figsize=(1.9 + 2.3 * len(models), 1.9 * len(tagging.examples) + 0.4))
+    for row, (image, truth, tops) in zip(axes, tagging.examples):
+        row[0].imshow(image)
+        row[0].set_xticks([])
+        row[0].set_yticks([])
+        for ax, model in zip(row[1:], models):
+            ax.axis("off")
+            for line, tag in enumerate(tops[model]):
+                hit = tag in truth
+                ax.text(0.0, 0.9 - 0.19 * line, ("✓ " if hit else "   ") + tag, fontsize=8,
+                        color="green" if hit else "dimgray", weight="bold" if hit else "normal",
+                        transform=ax.transAxes, va="top")
+    for ax, model in zip(axes[0][1:], models):
+        ax.set_title(model, fontsize=9)
+    fig.suptitle("Top-5 predicted tags of held-out test styles (green ✓ = a true tag)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot_style_vs_content(results: Results, splits: Sequence[str], held_out: str | None,

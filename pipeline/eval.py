@@ -4,8 +4,12 @@
         --checkpoint RUN/checkpoints/last.pt [--checkpoint name=PATH ...] --out EVAL [key=value ...]
 
 Every ``test-<method>`` split and ``crops`` under ``--shards`` is embedded by every model; the
-report (``report.md``, ``report.json``), the embeddings (``embeddings/<model>/<split>.npz``),
-the pictures and the resolved config land in ``--out``.
+fused pairs of ``eval.fused`` are computed from their parts' codes and scored alike. With
+``eval.tagging.enabled``, a tagging head per model is trained on the ``train`` split's style tags
+and tested on the test styles (zero-shot tags held out of training). The report
+(``report.md``, ``report.json``), the embeddings (``embeddings/<model>/<split>.npz``), the
+tagging scores (``tagging/<model>.npz``) and heads (``heads/<model>.pt``), the pictures and the
+resolved config land in ``--out``.
 """
 import sys
 from pathlib import Path
@@ -20,14 +24,21 @@ import numpy as np  # noqa: E402
 
 from common.config import ConfigError, add_config_args, load_config, save_config  # noqa: E402
 from evaluation.baselines import conditioning_baselines  # noqa: E402
-from evaluation.embed import (EvalError, RecurringImages, SplitEmbeddings,  # noqa: E402
-                              content_manifest_path, embed_split, load_split_images, model_names)
+from evaluation.embed import (Embedder, EvalError, RecurringImages,  # noqa: E402
+                              SplitEmbeddings, content_manifest_path, embed_split,
+                              load_split_images, model_names)
+from evaluation.fusion import FusedModel, fuse_split, parse_fused  # noqa: E402
 from evaluation.metrics import default_device, nearest_neighbours  # noqa: E402
-from evaluation.models import build_models  # noqa: E402
+from evaluation.models import build_models, checkpoint_name  # noqa: E402
 from evaluation.report import (Results, markdown_report, plot_retrieval_grid,  # noqa: E402
-                               plot_style_vs_content, train_average, write_json)
+                               plot_style_vs_content, plot_tagging, tagging_markdown,
+                               train_average, write_json)
 from evaluation.scoring import CROPS, METRICS, TEST, score_split  # noqa: E402
+from evaluation.tagging_eval import (COLUMNS as TAG_COLUMNS, TaggingResult,  # noqa: E402
+                                     TaggingTask, prepare_tagging, run_tagging)
 from shards.reader import ShardError, SplitRoles, read_info, split_roles  # noqa: E402
+from stylecode.identity import ModelSpec, Recipe  # noqa: E402
+from tagging import TaggingError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,6 +81,40 @@ def retrieval_grid(split: SplitEmbeddings, split_dir: Path, model: str, cfg: dic
                         "(green = same style, red = other style)", out / "retrieval_grid.png")
 
 
+def model_hashes(checkpoints: list[str], baselines: list[str], fused: list[FusedModel],
+                 cfg: dict) -> dict[str, str]:
+    """What each model's codes mean (``stylecode``'s hashes), recorded in its tagging head so a
+    search loads the head only with the model it was trained on."""
+    specs = {spec.name: spec for spec in map(ModelSpec.parse, checkpoints)}
+    specs.update({name: ModelSpec(name) for name in baselines})
+    recipes = {name: Recipe((spec,)) for name, spec in specs.items()}
+    recipes.update({f.name: Recipe((specs[f.models[0]], specs[f.models[1]]), f.weights) for f in fused})
+    return {name: recipe.hash(cfg) for name, recipe in recipes.items()}
+
+
+def picture_models(checkpoints: list[str], baselines: list[str], fused: list[FusedModel]) -> list[str]:
+    """tagging.png's models, side by side: the first checkpoint, baseline and fused pair."""
+    kinds = [[checkpoint_name(text)[0] for text in checkpoints], baselines, [f.name for f in fused]]
+    return [kind[0] for kind in kinds if kind]
+
+
+def tag(task: TaggingTask, args: argparse.Namespace, cfg: dict, models: list[Embedder],
+        fused: list[FusedModel], recurring: RecurringImages, out: Path) -> TaggingResult:
+    """Zero-shot tagging of every model; writes scores, heads and tagging.png."""
+    baselines = list(cfg["eval"]["baselines"])
+    result = run_tagging(task, models, fused, model_hashes(args.checkpoint, baselines, fused, cfg),
+                         recurring, cfg["eval"]["batch_size"],
+                         picture_models(args.checkpoint, baselines, fused), out)
+    if result.examples:
+        plot_tagging(result, out / "tagging.png")
+    print(f"  tagging: {result.meta['train_styles']} training styles, {result.meta['test_styles']} "
+          f"test styles, {result.meta['vocabulary']} tags, in {result.meta['seconds']['total']:.1f}s",
+          flush=True)
+    for unscored in [t for t, n in result.meta["zero_shot_tags"].items() if n == 0]:
+        print(f"  note: zero-shot tag '{unscored}' is on no test style: nothing scores it", flush=True)
+    return result
+
+
 def evaluate(args: argparse.Namespace) -> Results:
     cfg = load_config(args.config, args.overrides)
     if args.baselines is not None:
@@ -85,9 +130,12 @@ def evaluate(args: argparse.Namespace) -> Results:
             raise EvalError(f"{shards / split}: content manifest not found: {manifest}")
     device = default_device()
     models = build_models(args.checkpoint, cfg, device)
+    fused = parse_fused(cfg["eval"]["fused"], model_names(models))
+    tagging = (prepare_tagging(cfg, shards, roles, str(device))
+               if cfg["eval"]["tagging"]["enabled"] else None)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out)
-    names = model_names(models)
+    names = model_names(models) + [f.name for f in fused]
     splits = [(name, TEST) for name in roles.test_columns()] + ([(roles.crops, CROPS)] if roles.crops else [])
     print(f"evaluating {', '.join(names)} on {device}; splits: "
           f"{', '.join(name for name, _ in splits)}", flush=True)
@@ -100,6 +148,7 @@ def evaluate(args: argparse.Namespace) -> Results:
     for split_name, kind in splits:
         split = embed_split(shards / split_name, models, cfg["eval"]["batch_size"],
                             with_contents=kind == TEST, recurring=recurring)
+        fuse_split(split, fused)
         save_embeddings(split, out)
         started = time.time()
         for name in names:
@@ -110,10 +159,14 @@ def evaluate(args: argparse.Namespace) -> Results:
               f"metrics in {time.time() - started:.1f}s", flush=True)
         if split_name == grid_split:
             retrieval_grid(split, shards / split_name, names[0], cfg, out)
-    write_json(results, meta, out / "report.json")
-    (out / "report.md").write_text(markdown_report(results, roles, meta))
+    tagged = tag(tagging, args, cfg, models, fused, recurring, out) if tagging else None
+    write_json(results, meta, out / "report.json", tagged)
+    markdown = [markdown_report(results, roles, meta), *(tagging_markdown(tagged) if tagged else [])]
+    (out / "report.md").write_text("\n".join(markdown))
     plot_style_vs_content(results, roles.test_columns(), roles.held_out, out / "style_vs_content.png")
     print_summary(results, roles)
+    if tagged:
+        print_tagging_summary(tagged)
     print(f"report: {out / 'report.md'}", flush=True)
     return results
 
@@ -133,11 +186,22 @@ def print_summary(results: Results, roles: SplitRoles) -> None:
         print(f"{model:<20} " + " ".join(f"{value:>22.2f}" for value in values))
 
 
+def print_tagging_summary(tagged: TaggingResult) -> None:
+    """Zero-shot tagging per model, with the chance levels of every column."""
+    keys = ("tag_map", "tag_recall@5", "zero_shot_tag_map", "text_to_image_map")
+    print(f"{'model':<20} " + " ".join(f"{TAG_COLUMNS[key]:>22}" for key in keys) + "  (tagging)")
+    chance = next(iter(tagged.metrics.values()))
+    rows = [*tagged.metrics.items(), ("chance", {key: chance[f"{key}_chance"] for key in keys
+                                                 if f"{key}_chance" in chance})]
+    for model, metrics in rows:
+        print(f"{model:<20} " + " ".join(f"{metrics.get(key, float('nan')):>22.2f}" for key in keys))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         evaluate(args)
-    except (EvalError, ConfigError, ShardError) as exc:
+    except (EvalError, ConfigError, ShardError, TaggingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

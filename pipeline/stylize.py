@@ -14,11 +14,11 @@ if __name__ == "__main__":  # run as a script, pipeline/ is first on sys.path an
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import time  # noqa: E402
 
 from common.config import add_config_args, load_config, save_config  # noqa: E402
 from common.files import FolderLock, LockedError, write_json  # noqa: E402
+from common.ray_cluster import cluster_gpus, init_ray  # noqa: E402
 from pipeline.plan import Plan, ShardPlan, make_plan, strength_choices  # noqa: E402
 from pipeline.worker import ShardWorker  # noqa: E402
 from shards.manifest import read_content_manifest, read_style_manifest  # noqa: E402
@@ -94,18 +94,9 @@ def claim_output(out: Path, plan: Plan) -> None:
 
 
 def start_ray(cfg: dict) -> None:
-    import ray
     rcfg = cfg["stylize"]["ray"]
-    address = rcfg["address"] or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
-        repo = str(Path(__file__).resolve().parents[1])
-        ray.init(num_cpus=max(os.cpu_count() or 1, rcfg["num_actors"] * rcfg["num_cpus_per_actor"]),
-                 object_store_memory=rcfg["object_store_mb"] * 1024 * 1024,
-                 include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": repo}})
-    need = rcfg["num_gpus_per_actor"]
-    have = ray.cluster_resources().get("GPU", 0)
+    init_ray(rcfg["address"], rcfg["num_actors"] * rcfg["num_cpus_per_actor"], rcfg["object_store_mb"])
+    need, have = rcfg["num_gpus_per_actor"], cluster_gpus()
     if need and have < need:
         raise Stage1Error(f"stylize.ray.num_gpus_per_actor={need} but the Ray cluster has {have:g} "
                           "GPUs: actors would wait forever. Set stylize.ray.num_gpus_per_actor=0 "

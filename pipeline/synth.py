@@ -36,7 +36,7 @@ def _sample(rows: list[dict], count: int, seed: int) -> list[dict]:
     order = np.random.default_rng(seed).permutation(len(rows))
     picked, kinds = [], set()
     for index in order:
-        kind = rows[index].get("category") or rows[index].get("technique")
+        kind = rows[index].get("technique") or rows[index].get("category")
         if kind not in kinds or len(kinds) >= count:
             picked.append(rows[index])
             kinds.add(kind)

@@ -4,6 +4,7 @@ Content: ``content_id``, ``path``, optional ``category``.
 Style: ``style_id``, ``path``, optional ``group`` (the source dataset's style group: styles of
 one group all go to train or all to test), optional ``tags`` (list of strings).
 A relative ``path`` is resolved against the manifest's own folder; URLs are kept as they are.
+A plain manifest (``id``, ``path``) lists any images, e.g. a collection to embed.
 Readers validate every row before any work starts; ``write_manifest`` writes the same schema
 (the synthetic world uses it, and may add columns of its own).
 """
@@ -23,6 +24,7 @@ CONTENT_SCHEMA = pa.schema([("content_id", pa.string()), ("path", pa.string()),
 STYLE_SCHEMA = pa.schema([("style_id", pa.string()), ("path", pa.string()), ("group", pa.string()),
                           ("tags", pa.list_(pa.string()))])
 _REQUIRED = ("path",)
+ID_COLUMNS = ("content_id", "style_id", "id")   # read_image_manifest: any manifest's ids
 
 
 class ManifestError(ValueError):
@@ -92,6 +94,19 @@ def read_style_manifest(path: str | Path, check_files: bool = True) -> list[Styl
     rows = _read_rows(Path(path), STYLE_SCHEMA, check_files)
     return [StyleRow(r["style_id"], r["path"], r.get("group") or r["style_id"],
                      tuple(r.get("tags") or ())) for r in rows]
+
+
+def read_image_manifest(path: str | Path, check_files: bool = True) -> list[tuple[str, str]]:
+    """(id, path) rows of a content or style manifest, or of a plain one with ``id, path``:
+    the id is the first of ``content_id``, ``style_id``, ``id`` the file has. Validated as
+    the others (so ids have no dots and every file exists)."""
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError(f"manifest not found: {path}")
+    columns = pq.read_schema(path).names
+    id_column = next((c for c in ID_COLUMNS if c in columns), ID_COLUMNS[-1])
+    rows = _read_rows(path, pa.schema([(id_column, pa.string()), ("path", pa.string())]), check_files)
+    return [(row[id_column], row["path"]) for row in rows]
 
 
 def write_manifest(rows: list[dict], schema: pa.Schema, path: str | Path,

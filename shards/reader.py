@@ -17,7 +17,7 @@ from PIL import Image
 
 from shards.codec import decode_image
 from shards.schema import (INFO_NAME, META_MEMBER, ROLE_CROPS, ROLE_HELD_OUT, ROLE_TEST,
-                           STYLE_MEMBER)
+                           ROLE_TRAIN, STYLE_MEMBER)
 
 
 @dataclass
@@ -77,6 +77,7 @@ class SplitRoles:
     tests: list[str]           # test splits of the training methods (averaged in reports)
     held_out: str | None       # the held-out method's test split
     crops: str | None
+    train: str | None = None   # the training methods' split (tagging trains its heads there)
 
     def test_columns(self) -> list[str]:
         return self.tests + ([self.held_out] if self.held_out else [])
@@ -93,8 +94,9 @@ def split_roles(root: str | Path) -> SplitRoles:
         by_role.setdefault(info["role"], []).append(split)
     held_out = by_role.get(ROLE_HELD_OUT, [])
     crops = by_role.get(ROLE_CROPS, [])
+    train = by_role.get(ROLE_TRAIN, [])
     return SplitRoles(tests=by_role.get(ROLE_TEST, []), held_out=held_out[0] if held_out else None,
-                      crops=crops[0] if crops else None)
+                      crops=crops[0] if crops else None, train=train[0] if train else None)
 
 
 def decode_sample(sample: dict) -> StyleSample:
@@ -124,6 +126,29 @@ def raw_samples(urls: Iterable[str], **kwargs) -> wds.WebDataset:
     """
     kwargs.setdefault("nodesplitter", every_shard)
     return wds.WebDataset(list(urls), shardshuffle=False, empty_check=False, **kwargs)
+
+
+@dataclass
+class StyleReference:
+    """A group's style reference with its metadata, the image still encoded: readers that need
+    only the references (tagging) skip decoding the stylizations."""
+
+    key: str
+    style_id: str
+    tags: object               # the json's ``tags`` exactly as stored, for the reader to check
+    shard: str                 # the tar it came from
+    encoded: bytes
+
+    def image(self) -> Image.Image:
+        return decode_image(self.encoded)
+
+
+def iter_references(directory: str | Path) -> Iterator[StyleReference]:
+    """Every group's style reference of a split, in shard order (as :func:`iter_samples`)."""
+    for sample in raw_samples(complete_shards(directory)):
+        meta = json.loads(sample[META_MEMBER])
+        yield StyleReference(key=sample["__key__"], style_id=meta["style_id"], tags=meta.get("tags"),
+                             shard=Path(sample["__url__"]).name, encoded=sample[STYLE_MEMBER])
 
 
 def iter_samples(directory: str | Path) -> Iterator[StyleSample]:

@@ -1,4 +1,5 @@
-"""Shared fixtures: small real image files and manifests, and a bounded local Ray."""
+"""Shared fixtures: small real image files and manifests, a bounded local Ray, and a tiny
+sentence-transformers folder for the text side of tagging."""
 from __future__ import annotations
 
 import os
@@ -64,3 +65,32 @@ def ray_env(tmp_path_factory, monkeypatch) -> dict:
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     return {**os.environ, **env}
+
+
+# The fake text encoder's WordPiece vocabulary: tags made of these words embed apart.
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "water", "##colour", "##color", "oil",
+         "paint", "##ing", "pixel", "art", "ink", "wash", "bold", "line", "soft", "pastel"]
+
+
+@pytest.fixture(scope="session")
+def fake_model(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random BERT with a WordPiece vocabulary, mean pooling and
+    normalisation, saved as a sentence-transformers folder by the libraries' own functions."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    root = tmp_path_factory.mktemp("text")
+    (root / "vocab.txt").write_text("\n".join(WORDS) + "\n")
+    config = BertConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=32)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        bert = BertModel(config)
+    bert.save_pretrained(root / "bert")
+    BertTokenizer(vocab=str(root / "vocab.txt")).save_pretrained(root / "bert")
+    model = SentenceTransformer(modules=[Transformer(str(root / "bert")),
+                                         Pooling(32, pooling_mode="mean"), Normalize()])
+    model.save(str(root / "tiny-st"))
+    return root / "tiny-st"

@@ -6,6 +6,7 @@ pattern with its style's palette, so a style is recoverable from colour/texture 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -30,9 +31,10 @@ def _stylized(style: np.ndarray, rng: np.random.Generator, content_seed: int) ->
 def make_split(root: Path, split: str, n_styles: int, per_style: int, size: int = 32,
                styles_per_shard: int = 4, methods: tuple[str, ...] = ("m1", "m2"),
                seed: int = 0, n_contents: int = 50, styles_per_group: int = 1,
-               held_out: str | None = None) -> Path:
+               held_out: str | None = None, tags: Sequence[object] = (["t"],)) -> Path:
     """Write ``root/split`` with ``n_styles`` styles of ``per_style`` stylizations each; its
-    ``_info.json`` records ``held_out`` as the run's held-out method (which sets the role)."""
+    ``_info.json`` records ``held_out`` as the run's held-out method (which sets the role).
+    Style ``i`` carries ``tags[i % len(tags)]`` (stored as given, malformed or not)."""
     rng = np.random.default_rng(seed)
     split_dir = Path(root) / split
     stats, writer = [], None
@@ -50,7 +52,8 @@ def make_split(root: Path, split: str, n_styles: int, per_style: int, size: int 
                     "method": methods[index % len(methods)], "params": {"strength": 1.0},
                     "seed": int(rng.integers(1 << 31))}
             outputs.append((item, encode_jpeg(_stylized(style, rng, content)), ""))
-        writer.write_sample({"style_id": f"st{seed}-{number}", "group": group, "tags": ["t"]},
+        writer.write_sample({"style_id": f"st{seed}-{number}", "group": group,
+                            "tags": tags[number % len(tags)]},
                            encode_jpeg(style), outputs)
     stats.append(writer.close())
     write_split_info(split_dir, split, stats, {"methods": list(methods), "held_out": held_out})

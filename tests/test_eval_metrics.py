@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from evaluation import metrics
 from evaluation.embed import SplitEmbeddings
 from evaluation.metrics import nearest_neighbours, rank_queries
-from evaluation.scoring import score_crops, score_test_split
+from evaluation.scoring import CROPS, TEST, score_split
 
 
 def reference_ranking(queries, query_labels, gallery=None, gallery_labels=None):
@@ -71,6 +73,61 @@ def test_matches_reference_with_ties_and_a_separate_gallery(chunk_size):
     assert (rank_only.first_hit == expected_first).all() and np.isnan(rank_only.ap).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matches_reference_with_uneven_groups_across_chunks(dtype):
+    rng = np.random.default_rng(7)
+    # Groups of 1 (nothing relevant) to 12 members, in chunks of mixed widths; small integer
+    # vectors tie often, within a chunk and across chunks.
+    labels = rng.permutation(np.repeat(np.arange(40), rng.integers(1, 13, 40)))
+    embeddings = rng.integers(-1, 2, size=(len(labels), 3)).astype(dtype)
+    expected_ap, expected_first = reference_ranking(embeddings, labels)
+    aps = []
+    for chunk_size in (1, 5, 64, len(labels)):
+        ranking = rank_queries(embeddings, labels, chunk_size=chunk_size, device="cpu")
+        assert np.isnan(ranking.ap).tolist() == np.isnan(expected_ap).tolist()
+        assert np.nanmax(np.abs(ranking.ap - expected_ap)) < 1e-9
+        assert (ranking.first_hit == expected_first).all()
+        rank_only = rank_queries(embeddings, labels, chunk_size=chunk_size, device="cpu", with_ap=False)
+        assert (rank_only.first_hit == expected_first).all()
+        aps.append(ranking.ap)
+    # A query's AP does not depend on the chunk it falls in, to the last bit.
+    assert all(np.array_equal(aps[0], other, equal_nan=True) for other in aps[1:])
+
+
+def _count_problem(width):
+    """Score rows with many ties and -inf, thresholds drawn from the rows, plus -inf, +inf and
+    an all-equal row (every comparison holds: the fullest possible byte sums)."""
+    rng = np.random.default_rng(width)
+    scores = rng.integers(-3, 4, size=(9, width)).astype(np.float32)
+    scores[1, ::3] = -np.inf
+    scores[2] = 0.0
+    picks = rng.integers(0, width, size=(9, 4))
+    thresholds = np.concatenate([np.take_along_axis(scores, picks, 1),
+                                 np.full((9, 1), -np.inf), np.full((9, 1), np.inf)], axis=1)
+    thresholds[2] = 0.0
+    expected = (scores[:, None, :] >= thresholds[:, :, None]).sum(2)
+    return scores, thresholds, expected
+
+
+@pytest.mark.parametrize("width", [1, 13, 2040, 2041, 5000])
+@pytest.mark.parametrize("block_bytes", [1, 1 << 20])
+def test_counts_at_least_match_brute_force(width, block_bytes, monkeypatch):
+    # block_bytes 1: one row per block; the default: all rows in one.
+    monkeypatch.setattr(metrics, "_CPU_BLOCK", block_bytes)
+    scores, thresholds, expected = _count_problem(width)
+    assert (metrics._count_at_least_cpu(scores, thresholds) == expected).all()
+    assert (metrics._count_at_least(torch.from_numpy(scores), torch.from_numpy(thresholds)).numpy()
+            == expected).all()
+
+
+@pytest.mark.parametrize("width", [1, 2041])
+def test_accelerator_counts_match_brute_force(width):
+    # The torch path that accelerators take, run here on CPU tensors.
+    scores, thresholds, expected = _count_problem(width)
+    counts = metrics._count_at_least_torch(torch.from_numpy(scores), torch.from_numpy(thresholds))
+    assert (counts.numpy() == expected).all()
+
+
 def _one_query(gallery_scores, gallery_relevant):
     """A query whose gallery scores are given directly (1-d embeddings, query = [1])."""
     gallery = np.array(gallery_scores, dtype=np.float64)[:, None]
@@ -109,6 +166,16 @@ def test_query_is_not_its_own_match_and_unanswerable_queries_are_skipped():
     assert ranking.recall(1) == 100.0
 
 
+def test_labels_are_equal_when_their_text_is():
+    embeddings = np.array([[1.0, 0.0], [0.0, 1.0]])
+    gallery = np.array([[0.0, 1.0], [1.0, 0.0], [0.9, 0.1]])
+    as_text = rank_queries(embeddings, ["1", "2"], gallery, ["2", "1", "1"], device="cpu")
+    mixed = rank_queries(embeddings, np.array([1, 2]), gallery, ["2", "1", "1"], device="cpu")
+    as_integers = rank_queries(embeddings, np.array([1, 2]), gallery, np.array([2, 1, 1]), device="cpu")
+    for ranking in (as_text, mixed, as_integers):
+        assert ranking.mean_ap() == pytest.approx(100.0) and ranking.first_hit.tolist() == [1, 1]
+
+
 def test_empty_inputs_are_rejected():
     with pytest.raises(ValueError, match="empty"):
         rank_queries(np.zeros((0, 4)), [], device="cpu")
@@ -129,7 +196,7 @@ def _hand_split() -> SplitEmbeddings:
 
 
 def test_split_scores_on_a_hand_built_split():
-    scores = score_test_split(_hand_split(), "m", chunk_size=2, device="cpu")
+    scores = score_split(_hand_split(), "m", TEST, chunk_size=2, device="cpu")
     assert scores["style_map"] == pytest.approx(100.0)
     assert scores["style_ir1"] == pytest.approx(100.0)
     # Every image's same-content partner ranks second, behind its same-style partner.
@@ -141,7 +208,7 @@ def test_split_scores_on_a_hand_built_split():
 def test_crops_scores():
     split = _hand_split()
     # Crops relevance is the source image (style_ids); content plays no part.
-    assert score_crops(split, "m", chunk_size=3, device="cpu") == {"map": pytest.approx(100.0),
+    assert score_split(split, "m", CROPS, chunk_size=3, device="cpu") == {"map": pytest.approx(100.0),
                                                                    "top1": pytest.approx(100.0)}
 
 

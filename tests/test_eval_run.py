@@ -30,9 +30,12 @@ SPLITS = ("test-m1", "test-m2")
 MODEL_OVERRIDES = ["train.image_size=32", "train.model.vit.enabled=false",
                    "train.model.vgg.max_layer=relu2_1", "train.model.embed_dim=16",
                    "train.model.fusion_hidden=32"]
+# No fused pairs (the default ones fuse a model named nst) and no tagging (no train split here):
+# tests/test_eval_tagging.py covers both.
 EVAL_OVERRIDES = ["eval.image_size=32",
                   "eval.chunk_size=7", "eval.gram_channels=8", "eval.grid_queries=3",
-                  "eval.grid_neighbours=3", "eval.gram_layers=[relu1_1,relu2_1]"]
+                  "eval.grid_neighbours=3", "eval.gram_layers=[relu1_1,relu2_1]",
+                  "eval.fused=[]", "eval.tagging.enabled=false"]
 
 
 def _set_content_manifest(split_dir: Path, manifest: Path | None) -> None:

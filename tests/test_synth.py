@@ -15,7 +15,7 @@ from PIL import Image
 
 from common.config import REPO_ROOT
 from shards.manifest import read_content_manifest, read_style_manifest
-from world.painting import TECHNIQUES
+from world.painting import GRAIN_TAGS, TECHNIQUE_TAGS, TECHNIQUES, StyleParams, palette_tags
 from world.generate import (MARKER, content_image, ensure_world, generate_world, plan_groups,
                             style_source_image, world_dir, WorldError)
 
@@ -61,10 +61,9 @@ def test_manifests_validate_with_counts_and_columns(world):
     for r in rows:
         assert not Path(r["path"]).is_absolute()
         assert r["technique"] in TECHNIQUES
-        assert r["tags"][0] == r["technique"].replace("_", " ")
-        assert sum(t in ("fine", "medium", "coarse") for t in r["tags"]) == 1
-        assert sum(t in ("smooth", "grainy", "rough") for t in r["tags"]) == 1
-        assert len(r["tags"]) == len(set(r["tags"]))
+        assert r["tags"][:2] == list(TECHNIQUE_TAGS[r["technique"]][:2])
+        assert sum(t in GRAIN_TAGS.values() for t in r["tags"]) == 1
+        assert len(r["tags"]) == len(set(r["tags"])) >= 5
     info = json.loads((world.root / MARKER).read_text())
     assert info["seed"] == 7 and info["world"]["categories"] == SMALL["categories"]
     assert set(info["groups"]) == {r["group"] for r in rows}
@@ -220,3 +219,28 @@ def test_techniques_differ_measurably(tmp_path):
     np.fill_diagonal(d, np.inf)
     nearest = d.argmin(axis=1)
     assert np.mean([groups[i] == groups[nearest[i]] for i in range(n)]) >= 0.6
+
+
+def test_palette_tags_say_what_the_stops_look_like():
+    assert {"warm palette", "vivid colours", "high contrast"} <= set(palette_tags("fire"))
+    assert "cool palette" in palette_tags("ocean") and "cool palette" in palette_tags("indigo")
+    greys = palette_tags("monochrome")
+    assert not {"warm palette", "cool palette", "vivid colours", "muted colours"} & set(greys)
+    assert {"muted colours", "low contrast"} <= set(palette_tags("pastel"))
+
+
+def test_tags_follow_the_parameters_that_drive_the_rendering():
+    def tags(**changes) -> list[str]:
+        base = dict(technique="hatching", palette="forest", stroke="medium", grain="smooth",
+                    gamma=1.0, outline=0.5)
+        return StyleParams(**{**base, **changes}).tags()
+
+    assert tags()[:3] == ["ink hatching", "cross-hatching", "drawing"]
+    assert "bold outlines" in tags(outline=0.9) and "faint outlines" in tags(outline=0.1)
+    assert not {"bold outlines", "faint outlines"} & set(tags())
+    assert not any("outline" in t for t in tags(technique="pointillism", outline=0.9))  # none drawn
+    assert "widely spaced lines" in tags(stroke="coarse") and "large tiles" in tags(
+        technique="mosaic", stroke="coarse")
+    assert "dark moody tones" in tags(gamma=1.3) and "light airy tones" in tags(gamma=0.75)
+    assert "high contrast" in tags(technique="woodcut") and "high contrast" not in tags()
+    assert "rough texture" in tags(grain="rough")

@@ -1,6 +1,6 @@
 """The text encoder loader, on a tiny random BERT saved as a sentence-transformers folder by the
-libraries' own save functions (so it loads offline exactly as a real one does), plus one slow
-test on the real all-MiniLM-L6-v2 folder when its wheel is installed."""
+libraries' own save functions (``fake_model`` in conftest.py: it loads offline exactly as a real
+one does), plus one slow test on the real all-MiniLM-L6-v2 folder when its wheel is installed."""
 from __future__ import annotations
 
 import shutil
@@ -8,36 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from tagging import HeadConfig, TagHead, TaggingError, TextEncoder, train_head
 from tagging import text as text_module
 from tagging.head import text_cache_path
-
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "water", "##colour", "##color", "oil",
-         "paint", "##ing", "pixel", "art", "ink", "wash", "bold", "line", "soft", "pastel"]
-
-
-@pytest.fixture(scope="module")
-def fake_model(tmp_path_factory) -> Path:
-    """A 2-layer, 32-wide BERT with a WordPiece vocabulary, mean pooling and normalisation."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    root = tmp_path_factory.mktemp("text")
-    (root / "vocab.txt").write_text("\n".join(WORDS) + "\n")
-    config = BertConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=32)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        bert = BertModel(config)
-    bert.save_pretrained(root / "bert")
-    BertTokenizer(vocab=str(root / "vocab.txt")).save_pretrained(root / "bert")
-    model = SentenceTransformer(modules=[Transformer(str(root / "bert")),
-                                         Pooling(32, pooling_mode="mean"), Normalize()])
-    model.save(str(root / "tiny-st"))
-    return root / "tiny-st"
 
 
 @pytest.fixture

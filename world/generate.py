@@ -37,9 +37,9 @@ from world.imaging import to_uint8
 from world.painting import PALETTES, STROKE_WORDS, TECHNIQUES, StyleParams, paint, sample_params
 from world.scenes import CATEGORIES, draw_scene
 
-#: Bump when the drawing or painting code changes what a (config, seed) produces:
-#: ``ensure_world`` then regenerates worlds made by older code.
-GENERATOR_VERSION = 2
+#: Bump when the drawing or painting code changes what a (config, seed) produces, images or
+#: tags: ``ensure_world`` then regenerates worlds made by older code. 3: descriptive style tags.
+GENERATOR_VERSION = 3
 MARKER = "_world.json"
 CONTENT_MANIFEST = "content.parquet"
 STYLE_MANIFEST = "styles.parquet"

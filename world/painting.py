@@ -20,23 +20,29 @@ from PIL import Image, ImageDraw
 from world.imaging import (blur, boundaries, cell_means, dilate, fractal_noise, hex_rgb, luminance,
                               smoothstep, sobel, streak_noise, stretch, value_noise, jittered_cells)
 
-# name -> (stops from dark to light, descriptive words)
+# name -> (stops from dark to light, the tags people would give the palette's colours)
 PALETTES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "sunset": (("#2b1055", "#7a1f5c", "#d6336c", "#f5793a", "#fcd57a"), ("warm", "orange", "purple")),
-    "ocean": (("#03045e", "#0077b6", "#00b4d8", "#90e0ef", "#e4f7fb"), ("cool", "blue", "cyan")),
-    "forest": (("#142414", "#2d5a27", "#5b8c3a", "#a3c16b", "#eef2d0"), ("green", "natural")),
-    "pastel": (("#6c5b7b", "#c38d9e", "#f6b5c0", "#f9d9c8", "#fdf6e3"), ("soft", "pink", "light")),
-    "monochrome": (("#0e0e0e", "#4a4a4a", "#8a8a8a", "#c8c8c8", "#f6f6f6"), ("black-and-white", "grey")),
-    "neon": (("#0d0221", "#7b00ff", "#ff00a0", "#00e5ff", "#eaff00"), ("vivid", "electric", "bright")),
-    "earth": (("#2e1f14", "#6b4226", "#a0522d", "#d2a25f", "#efe0c0"), ("brown", "muted", "warm")),
-    "ice": (("#1b263b", "#415a77", "#778da9", "#b8c7db", "#f0f4f8"), ("cool", "grey-blue", "muted")),
-    "autumn": (("#3d0c02", "#8b2500", "#d2691e", "#e8a317", "#f7e08a"), ("warm", "red", "orange")),
-    "berry": (("#1a0a1f", "#4a1942", "#893168", "#c86b98", "#f2c6de"), ("purple", "pink")),
-    "mint": (("#0b3d2e", "#167a5f", "#38b28c", "#9fe2bf", "#effcf5"), ("green", "cyan", "fresh")),
-    "fire": (("#050000", "#7f0000", "#e02800", "#ffaa00", "#ffff99"), ("hot", "red", "high-contrast")),
-    "indigo": (("#0b1026", "#1f2a5a", "#3f5fa8", "#a9b8d9", "#f7f3e8"), ("indigo", "blue", "ink")),
-    "gold": (("#1c1408", "#5c4515", "#a8842c", "#e3c565", "#fbf3d0"), ("gold", "yellow", "warm")),
+    "sunset": (("#2b1055", "#7a1f5c", "#d6336c", "#f5793a", "#fcd57a"), ("sunset colours", "purple and orange")),
+    "ocean": (("#03045e", "#0077b6", "#00b4d8", "#90e0ef", "#e4f7fb"), ("ocean blues", "blue and cyan")),
+    "forest": (("#142414", "#2d5a27", "#5b8c3a", "#a3c16b", "#eef2d0"), ("forest greens", "green")),
+    "pastel": (("#6c5b7b", "#c38d9e", "#f6b5c0", "#f9d9c8", "#fdf6e3"), ("pastel colours", "soft pink")),
+    "monochrome": (("#0e0e0e", "#4a4a4a", "#8a8a8a", "#c8c8c8", "#f6f6f6"), ("monochrome", "black and white")),
+    "neon": (("#0d0221", "#7b00ff", "#ff00a0", "#00e5ff", "#eaff00"), ("neon", "electric colours")),
+    "earth": (("#2e1f14", "#6b4226", "#a0522d", "#d2a25f", "#efe0c0"), ("warm earth tones", "brown")),
+    "ice": (("#1b263b", "#415a77", "#778da9", "#b8c7db", "#f0f4f8"), ("icy blue-grey", "slate blue")),
+    "autumn": (("#3d0c02", "#8b2500", "#d2691e", "#e8a317", "#f7e08a"), ("autumn colours", "red and orange")),
+    "berry": (("#1a0a1f", "#4a1942", "#893168", "#c86b98", "#f2c6de"), ("berry purple", "purple and pink")),
+    "mint": (("#0b3d2e", "#167a5f", "#38b28c", "#9fe2bf", "#effcf5"), ("mint green", "teal")),
+    "fire": (("#050000", "#7f0000", "#e02800", "#ffaa00", "#ffff99"), ("fiery red", "red and yellow")),
+    "indigo": (("#0b1026", "#1f2a5a", "#3f5fa8", "#a9b8d9", "#f7f3e8"), ("monochrome blue", "indigo")),
+    "gold": (("#1c1408", "#5c4515", "#a8842c", "#e3c565", "#fbf3d0"), ("gold and ochre", "yellow")),
 }
+# Palette tags computed from the stops themselves, so they hold for every palette:
+# warmth = mean (red - blue) of the stops; saturation = mean HSV saturation of the middle stops;
+# contrast = luminance of the lightest stop minus the darkest's.
+WARM_ABOVE, COOL_BELOW = 0.2, -0.1
+VIVID_FROM, MUTED_UP_TO = 0.75, 0.35
+HIGH_CONTRAST_FROM, LOW_CONTRAST_UP_TO = 0.88, 0.6
 
 TECHNIQUES = ("pointillism", "hatching", "watercolour", "stained_glass", "mosaic", "woodcut",
               "impasto", "halftone", "pencil")
@@ -44,6 +50,54 @@ STROKE_WORDS = ("fine", "medium", "coarse")
 STROKE_SCALE = {"fine": 0.6, "medium": 1.0, "coarse": 1.65}
 GRAIN_WORDS = ("smooth", "grainy", "rough")
 GRAIN_AMOUNT = {"smooth": 0.0, "grainy": 0.05, "rough": 0.11}
+
+
+# How people tag each technique, and the broader family it belongs to (None: no common one).
+TECHNIQUE_TAGS = {
+    "pointillism": ("pointillism", "dots of colour"),
+    "hatching": ("ink hatching", "cross-hatching"),
+    "watercolour": ("watercolour", "soft washes"),
+    "stained_glass": ("stained glass", "glowing panes"),
+    "mosaic": ("mosaic", "tiles"),
+    "woodcut": ("woodcut", "relief print"),
+    "impasto": ("impasto", "oil paint", "thick brush strokes"),
+    "halftone": ("halftone", "pop art"),
+    "pencil": ("pencil sketch", "graphite"),
+}
+TECHNIQUE_FAMILY = {"pointillism": "painting", "watercolour": "painting", "impasto": "painting",
+                    "hatching": "drawing", "pencil": "drawing", "woodcut": "printmaking",
+                    "halftone": "printmaking", "stained_glass": None, "mosaic": None}
+# Techniques whose printing is ink on paper or ink dots over flat colour: high contrast whatever
+# the palette.
+INKED = ("woodcut", "halftone")
+# The marks ``stroke`` scales, per technique: (fine, coarse); medium strokes get no tag.
+MARK_TAGS = {
+    "pointillism": ("small dots", "large dots"),
+    "hatching": ("dense fine lines", "widely spaced lines"),
+    "watercolour": ("crisp detail", "loose blurry washes"),
+    "stained_glass": ("small panes", "large panes"),
+    "mosaic": ("small tiles", "large tiles"),
+    "woodcut": ("fine gouges", "bold gouges"),
+    "impasto": ("small brush strokes", "broad brush strokes"),
+    "halftone": ("fine dot screen", "coarse dot screen"),
+    "pencil": ("fine pencil strokes", "broad soft shading"),
+}
+# What ``outline`` thickens or darkens, per technique: (weak, strong) tags; pointillism draws
+# no outline, so it gets none.
+OUTLINE_TAGS = {
+    "hatching": ("faint outlines", "bold outlines"),
+    "watercolour": (None, "dark pigment edges"),
+    "stained_glass": ("thin lead lines", "thick lead lines"),
+    "mosaic": ("thin grout lines", "wide grout lines"),
+    "woodcut": (None, "bold outlines"),
+    "impasto": (None, "heavy paint relief"),
+    "halftone": ("thin outlines", "bold outlines"),
+    "pencil": ("light pencil lines", "dark pencil lines"),
+}
+WEAK_OUTLINE, STRONG_OUTLINE = 0.3, 0.65
+GRAIN_TAGS = {"smooth": "smooth finish", "grainy": "fine grain", "rough": "rough texture"}
+# gamma is the tone curve on luminance before the palette: > 1 darkens, < 1 lightens.
+DARK_GAMMA, LIGHT_GAMMA = 1.2, 0.83
 
 
 @dataclass(frozen=True)
@@ -63,19 +117,37 @@ class StyleParams:
         return STROKE_SCALE[self.stroke]
 
     def tags(self) -> list[str]:
-        words = [self.technique.replace("_", " "), self.palette, *PALETTES[self.palette][1],
-                 self.stroke, self.grain]
-        if self.outline > 0.65:
-            words.append("bold outlines")
-        if self.gamma > 1.2:
-            words.append("dark")
-        elif self.gamma < 0.83:
-            words.append("light")
-        out: list[str] = []
-        for w in words:
-            if w not in out:
-                out.append(w)
-        return out
+        """Descriptive tags, as people tag art, each true of the image these parameters paint:
+        technique, palette, mark size, outlines, tone and grain."""
+        words = [*TECHNIQUE_TAGS[self.technique], TECHNIQUE_FAMILY[self.technique],
+                 *self._extra_tags(), *palette_tags(self.palette)]
+        if self.technique in INKED:
+            words.append("high contrast")
+        if self.stroke != "medium":
+            words.append(MARK_TAGS[self.technique][self.stroke == "coarse"])
+        if self.technique in OUTLINE_TAGS and not WEAK_OUTLINE <= self.outline <= STRONG_OUTLINE:
+            words.append(OUTLINE_TAGS[self.technique][self.outline > STRONG_OUTLINE])
+        if self.gamma > DARK_GAMMA:
+            words.append("dark moody tones")
+        elif self.gamma < LIGHT_GAMMA:
+            words.append("light airy tones")
+        words.append(GRAIN_TAGS[self.grain])
+        return list(dict.fromkeys(w for w in words if w))
+
+    def _extra_tags(self) -> list[str]:
+        """Tags of the technique-specific options that visibly change the rendering."""
+        extra = self.extra
+        if self.technique == "hatching" and extra.get("wash", 0.4) > 0.3:
+            return ["ink and wash"]
+        if self.technique == "mosaic":
+            return ["dark grout" if extra.get("dark_grout") else "light grout"]
+        if self.technique == "woodcut" and extra.get("two_block"):
+            return ["two-colour print"]
+        if self.technique == "halftone":
+            return ["black dots" if extra.get("black_dots", True) else "coloured dots"]
+        if self.technique == "pencil" and extra.get("tint", 0.25) >= 0.3:
+            return ["tinted sketch"]
+        return []
 
     def as_dict(self) -> dict:
         return {"technique": self.technique, "palette": self.palette, "stroke": self.stroke,
@@ -85,6 +157,30 @@ class StyleParams:
 
 def palette_stops(name: str) -> np.ndarray:
     return np.stack([hex_rgb(h) for h in PALETTES[name][0]])
+
+
+def palette_tags(name: str) -> list[str]:
+    """The palette's own tags, then warmth, saturation and contrast measured on its stops."""
+    stops = palette_stops(name)
+    warmth = float(np.mean(stops[:, 0] - stops[:, 2]))
+    middle = stops[1:-1]
+    saturation = float(np.mean((middle.max(1) - middle.min(1)) / np.maximum(middle.max(1), 1e-6)))
+    lum = luminance(stops)
+    contrast = float(lum.max() - lum.min())
+    tags = list(PALETTES[name][1])
+    if warmth > WARM_ABOVE:
+        tags.append("warm palette")
+    elif warmth < COOL_BELOW:
+        tags.append("cool palette")
+    if saturation >= VIVID_FROM:
+        tags.append("vivid colours")
+    elif 0 < saturation <= MUTED_UP_TO:   # 0: greys, which "monochrome" already says
+        tags.append("muted colours")
+    if contrast >= HIGH_CONTRAST_FROM:
+        tags.append("high contrast")
+    elif contrast <= LOW_CONTRAST_UP_TO:
+        tags.append("low contrast")
+    return tags
 
 
 def palette_map(t: np.ndarray, stops: np.ndarray) -> np.ndarray:

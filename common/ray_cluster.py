@@ -1,0 +1,30 @@
+"""Joining Ray the way the project's Ray stages do: a cluster when one is named, else a local
+Ray bounded for a shared machine."""
+from __future__ import annotations
+
+import os
+
+from common.config import REPO_ROOT
+
+
+def init_ray(address: str | None, num_cpus: int, object_store_mb: int) -> None:
+    """Connect to ``address`` (or ``RAY_ADDRESS``); otherwise start a local Ray with at least
+    ``num_cpus`` logical CPUs (every actor must fit, even on a small machine) and an object
+    store of ``object_store_mb`` (Ray's default takes 30% of RAM). Local workers import the
+    project from the repository root, wherever the driver was started."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    ray.init(num_cpus=max(os.cpu_count() or 1, num_cpus),
+             object_store_memory=object_store_mb * 1024 * 1024, include_dashboard=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+
+
+def cluster_gpus() -> float:
+    """GPUs the connected Ray cluster has (0 when none)."""
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0))

@@ -1,0 +1,85 @@
+"""Fused models of an evaluation: two evaluated models' codes side by side (``eval.fused``).
+
+A fused model needs no forward pass of its own: its codes are computed from the components'
+codes already held per split (``tagging.fuse``: each code L2-normalised, weighted, concatenated,
+re-normalised), so retrieval, crops and tagging score it exactly like any other model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from evaluation.embed import EvalError, SplitEmbeddings
+from tagging import TaggingError, fuse
+
+KEY = "eval.fused"
+ENTRY_KEYS = {"models", "weights"}
+
+
+@dataclass(frozen=True)
+class FusedModel:
+    models: tuple[str, str]
+    weights: tuple[float, float] = (1.0, 1.0)
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.models)
+
+    def codes(self, codes: dict[str, np.ndarray]) -> np.ndarray:
+        try:
+            return fuse(codes[self.models[0]], codes[self.models[1]], *self.weights)
+        except TaggingError as exc:  # e.g. an all-zero code: say which pair met it
+            raise EvalError(f"fused model {self.name}: {exc}") from None
+
+
+def _entry(index: int, entry: object, evaluated: Sequence[str]) -> FusedModel:
+    where = f"{KEY}[{index}]"
+    if not isinstance(entry, dict) or set(entry) - ENTRY_KEYS or "models" not in entry:
+        raise EvalError(f"{where}: expected {{models: [A, B], weights: [1, 1]}} (weights "
+                        f"optional), got {entry!r}")
+    models, weights = entry["models"], entry.get("weights", [1.0, 1.0])
+    if not isinstance(models, list) or len(models) != 2 or not all(isinstance(m, str) for m in models):
+        raise EvalError(f"{where}: models must name two evaluated models, got {models!r}")
+    missing = [m for m in models if m not in evaluated]
+    if missing:
+        raise EvalError(f"{where} fuses '{missing[0]}', which this evaluation does not run "
+                        f"(models: {', '.join(evaluated)}): add it (--checkpoint "
+                        f"{missing[0]}=PATH or eval.baselines) or change {KEY} ({KEY}=[] for none)")
+    if (not isinstance(weights, list) or len(weights) != 2
+            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)):
+        raise EvalError(f"{where}: weights must be two numbers, got {weights!r}")
+    fused = FusedModel((models[0], models[1]), (float(weights[0]), float(weights[1])))
+    try:  # fuse's own weight check, now rather than after the embedding
+        fuse(np.ones((1, 1)), np.ones((1, 1)), *fused.weights)
+    except TaggingError as exc:
+        raise EvalError(f"{where}: {exc}") from None
+    return fused
+
+
+def parse_fused(entries: object, evaluated: Sequence[str]) -> list[FusedModel]:
+    """The fused models of ``eval.fused`` over the ``evaluated`` model names; any entry that
+    cannot be computed is an error naming it, raised before any embedding work."""
+    if not isinstance(entries, list):
+        raise EvalError(f"{KEY} must be a list of {{models: [A, B], weights: [1, 1]}}, got {entries!r}")
+    fused = [_entry(i, entry, evaluated) for i, entry in enumerate(entries)]
+    names = [*evaluated, *(f.name for f in fused)]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise EvalError(f"{KEY}: model names must be unique, '{repeated[0]}' is given twice")
+    return fused
+
+
+def add_fused(codes: dict[str, np.ndarray], fused: Sequence[FusedModel]) -> dict[str, np.ndarray]:
+    """``codes`` (model name -> codes of the same images) with the fused models' codes added."""
+    return {**codes, **{f.name: f.codes(codes) for f in fused}}
+
+
+def fuse_split(split: SplitEmbeddings, fused: Sequence[FusedModel]) -> None:
+    """Add the fused models to every set of codes a split holds (stylizations, references and
+    content sources), so every metric scores them."""
+    split.images = add_fused(split.images, fused)
+    split.references = add_fused(split.references, fused)
+    if split.contents:
+        split.contents = add_fused(split.contents, fused)
