@@ -22,7 +22,6 @@ bytes eight at a time as 64-bit words.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -90,39 +89,27 @@ def _queries_by_relevant_count(query_codes: np.ndarray, gallery_codes: np.ndarra
     return n_relevant, np.argsort(n_relevant, kind="stable")
 
 
-def _count_rows(scores: np.ndarray, thresholds: np.ndarray, counts: np.ndarray) -> None:
-    """Fill counts (c, k) with the number of entries of each score row (c, N) that are >= each
-    of its k thresholds."""
+def _count_at_least_cpu(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """(c, k) number of entries of each score row (c, N) that are >= each of its k thresholds."""
     rows, width = scores.shape
     k = thresholds.shape[1]
-    # One byte per comparison, in rows padded to whole groups of _WORDS 8-byte words; the
-    # padding is never written, so stays False.
-    padded = -(-width // (8 * _WORDS)) * 8 * _WORDS
+    # One byte per comparison, in rows padded to whole groups of at most _WORDS 8-byte words;
+    # the padding is never written, so stays False.
+    words = -(-width // 8)
+    group = min(words, _WORDS)
+    padded = 8 * group * -(-words // group)
     block = max(1, min(rows, _CPU_BLOCK // (k * padded)))   # a cache-sized block of rows
     marks = np.zeros((block, k, padded), dtype=bool)
+    counts = np.empty((rows, k), dtype=np.int64)
     for start in range(0, rows, block):
         stop = min(start + block, rows)
         part = marks[: stop - start]
         np.greater_equal(scores[start:stop, None, :], thresholds[start:stop, :, None],
                          out=part[:, :, :width])
-        # Add the marks 8 at a time as uint64 words, _WORDS words per sum so that no byte of the
-        # sums exceeds 255 (no carry between bytes); then add up the bytes.
-        sums = part.view(np.uint64).reshape(stop - start, k, -1, _WORDS).sum(-1)
+        # Add the marks 8 at a time as uint64 words, a group of words per sum so that no byte
+        # of the sums exceeds 255 (no carry between bytes); then add up the bytes.
+        sums = part.view(np.uint64).reshape(stop - start, k, -1, group).sum(-1)
         counts[start:stop] = sums.view(np.uint8).reshape(stop - start, k, -1).sum(-1)
-
-
-def _count_at_least_cpu(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """(c, k) number of entries of each score row (c, N) that are >= each of its k thresholds,
-    counted by as many threads as torch uses (numpy lets go of the GIL while it computes)."""
-    rows = scores.shape[0]
-    counts = np.empty((rows, thresholds.shape[1]), dtype=np.int64)
-    bounds = np.linspace(0, rows, min(torch.get_num_threads(), rows) + 1).astype(int)
-    parts = [(scores[a:b], thresholds[a:b], counts[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-    if len(parts) == 1:
-        _count_rows(*parts[0])
-    else:
-        with ThreadPoolExecutor(len(parts)) as pool:
-            list(pool.map(lambda part: _count_rows(*part), parts))
     return counts
 
 
@@ -138,9 +125,10 @@ def _count_at_least_torch(scores: torch.Tensor, thresholds: torch.Tensor) -> tor
 def _count_at_least(scores: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """(c, k) number of entries of each score row (c, N) that are >= each of its k thresholds.
 
-    On the CPU numpy does it, each thread through its own rows: numpy's comparisons are
-    vectorised into bytes (torch's into bool are not), and its threads meet once a chunk, where
-    torch's meet after every operation, which stalls when the cores are shared with other work."""
+    On the CPU numpy does it, in one thread: its comparisons are vectorised into bytes (torch's
+    into bool are not), and it does not stall, as torch's threads do, when each of its many
+    small operations waits for threads that share the cores with other work. (Two threads,
+    beside torch's, measured slower.)"""
     if scores.device.type == "cpu":
         return torch.from_numpy(_count_at_least_cpu(scores.numpy(), thresholds.numpy()))
     return _count_at_least_torch(scores, thresholds)
@@ -168,21 +156,30 @@ def _rank_chunk(scores: torch.Tensor, ascending: torch.Tensor, n_real: torch.Ten
     # The rank needs the count at the best relevant score only.
     counted = ascending[:, :width].contiguous() if with_ap else ascending.gather(1, best)
     retrieved = _count_at_least(scores, counted)   # gallery items >= each counted score
-    # Relevant items >= each counted score, ties included.
-    relevant_retrieved = n_real[:, None] - torch.searchsorted(ascending, counted, right=False)
+    is_real = torch.arange(width, device=scores.device)[None, :] < n_real[:, None]
+    # Relevant items >= each counted score, ties included: the same count among the real ones.
+    real = ascending[:, :width].masked_fill(~is_real, -float("inf"))
+    relevant_retrieved = _count_at_least(real, counted)
     has_relevant = n_real > 0
     best_column = best if with_ap else torch.zeros_like(best)
     irrelevant_above = (retrieved - relevant_retrieved).gather(1, best_column)[:, 0]
     first_hit = torch.where(has_relevant, irrelevant_above + 1, 0)
     if not with_ap:
         return None, first_hit
-    is_real = torch.arange(width, device=scores.device)[None, :] < n_real[:, None]
     precision = torch.where(is_real, relevant_retrieved.double() / retrieved.clamp(min=1).double(), 0.0)
     # Summed at the full width of the relevant scores, not the chunk's: a fixed layout, so a
     # query's AP is the same to the last bit whichever chunk it falls in.
     precision = torch.nn.functional.pad(precision, (0, ascending.shape[1] - width))
     ap = precision.sum(1) / n_real.clamp(min=1).double()
     return torch.where(has_relevant, ap, float("nan")), first_hit
+
+
+def _take_rows(data: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+    """data[rows]. On the CPU through numpy, in one thread: torch shares so small a gather
+    between its threads, and waits milliseconds for the second when the cores are busy."""
+    if data.device.type == "cpu":
+        return torch.from_numpy(data.numpy()[rows])
+    return data[torch.from_numpy(rows).to(data.device)]
 
 
 def rank_queries(queries: np.ndarray | torch.Tensor, query_labels: Sequence,
@@ -214,9 +211,11 @@ def rank_queries(queries: np.ndarray | torch.Tensor, query_labels: Sequence,
     queries_t = gallery_t if same_set else torch.as_tensor(queries).to(device, dtype)
     ap = np.full(len(queries), np.nan)
     first_hit = np.zeros(len(queries), dtype=np.int64)
+    # One buffer for every chunk's scores: no fresh memory to fault in for each chunk.
+    buffer = torch.empty(min(chunk_size, len(queries)), len(gallery), dtype=dtype, device=device)
     for start in range(0, len(queries), chunk_size):
         rows, rows_t = order[start:start + chunk_size], order_t[start:start + chunk_size]
-        scores = queries_t[rows_t] @ gallery_t.T
+        scores = torch.mm(_take_rows(queries_t, rows), gallery_t.T, out=buffer[: len(rows)])
         ascending = _relevant_scores(scores, table[query_codes_t[rows_t]], rows_t if same_set else None)
         width = max(int(n_relevant[rows[-1]]), 1)   # rows come by relevant count: the last is the widest
         chunk_ap, chunk_first_hit = _rank_chunk(scores, ascending, n_relevant_t[rows_t], width, with_ap)
