@@ -3,7 +3,11 @@
 A config file may name a parent with ``inherit: other.yaml`` (resolved relative to the file).
 The root of every chain (``configs/tiny.yaml``) defines every key; children and overrides may
 only change keys that exist, so a typo is an error that names the key and suggests the
-nearest valid one, instead of a silently ignored setting.
+nearest valid one, instead of a silently ignored setting. Relative paths in a file (the keys of
+``common.schema.PATH_KEYS`` and NST methods' model-file options) are resolved against that
+file's folder, in an override against the working directory; a loaded config holds absolute
+paths. The merged config is then checked against the typed schema (``common.schema``): a
+wrong type or an out-of-range value is an error naming the key, the value and where it was set.
 """
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+from pydantic import ValidationError
 
 from common.files import write_atomic
+from common.schema import METHOD_FILE_OPTIONS, PATH_KEYS, Config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"
@@ -64,9 +70,35 @@ def merge(base: dict, update: dict, source: str, prefix: str = "") -> dict:
     return out
 
 
+def _resolve(value: Any, folder: Path) -> Any:
+    if not isinstance(value, str) or not value or "://" in value:
+        return value   # null, a wrong type (the schema names it) or a URL
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (folder / path).resolve())
+
+
+def resolve_paths(data: dict, folder: Path) -> dict:
+    """``data`` (a config file's mapping or an override) with its relative paths made absolute
+    against ``folder``."""
+    data = copy.deepcopy(data)
+    for dotted in PATH_KEYS:
+        *parents, leaf = dotted.split(".")
+        section = data
+        for part in parents:
+            section = section.get(part) if isinstance(section, dict) else None
+        if isinstance(section, dict) and leaf in section:
+            section[leaf] = _resolve(section[leaf], folder)
+    methods = (data.get("stylize") or {}).get("methods") if isinstance(data.get("stylize"), dict) else None
+    for options in (methods or {}).values() if isinstance(methods, dict) else ():
+        if isinstance(options, dict):
+            for key in set(options) & set(METHOD_FILE_OPTIONS):
+                options[key] = _resolve(options[key], folder)
+    return data
+
+
 def load_file(path: str | Path) -> dict:
     path = Path(path).resolve()
-    data = _read_yaml(path)
+    data = resolve_paths(_read_yaml(path), path.parent)
     parent = data.pop("inherit", None)
     if parent is None:
         return data
@@ -95,13 +127,57 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
         nested: Any = value
         for part in reversed(path):
             nested = {part: nested}
-        cfg = merge(cfg, nested, f"override '{text}'")
+        cfg = merge(cfg, resolve_paths(nested, Path.cwd()), f"override '{text}'")
+    return cfg
+
+
+def _file_chain(path: Path) -> list[Path]:
+    """A config file and its ``inherit`` ancestors, child first."""
+    chain = [path.resolve()]
+    while (parent := _read_yaml(chain[-1]).get("inherit")) is not None:
+        chain.append((chain[-1].parent / parent).resolve())
+    return chain
+
+
+def _has_key(data: Any, keys: tuple) -> bool:
+    for key in keys:
+        if not isinstance(data, dict) or key not in data:
+            return False
+        data = data[key]
+    return True
+
+
+def _set_by(keys: tuple, path: Path, overrides: list[str]) -> str:
+    """Where the value at ``keys`` came from: the last override or the nearest file setting it."""
+    for text in reversed(overrides):
+        set_keys = tuple(parse_override(text)[0])
+        if keys[: len(set_keys)] == set_keys or set_keys[: len(keys)] == keys:
+            return f"override '{text}'"
+    return str(next((f for f in _file_chain(path) if _has_key(_read_yaml(f), keys)), path))
+
+
+def validate(cfg: dict, path: str | Path, overrides: Iterable[str] = ()) -> dict:
+    """Check ``cfg`` against the schema; the error names each bad key, its value and its source."""
+    try:
+        Config.model_validate(cfg)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            keys = tuple(k for k in error["loc"] if isinstance(k, str))
+            dotted = ".".join(str(k) for k in error["loc"]) or "(top level)"
+            shown = "" if error["type"] in ("missing", "value_error") else f" = {error['input']!r}"
+            lines.append(f"{_set_by(keys, Path(path), list(overrides))}: "
+                         f"{dotted}{shown}: {error['msg']}")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
     return cfg
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict:
-    """Load a config file (the embedded default when ``path`` is None) and apply overrides."""
-    return apply_overrides(load_file(path or DEFAULT_CONFIG), overrides)
+    """Load a config file (the embedded default when ``path`` is None), apply overrides and
+    check the result against the schema."""
+    overrides = list(overrides)
+    path = path or DEFAULT_CONFIG
+    return validate(apply_overrides(load_file(path), overrides), path, overrides)
 
 
 # Sections that define what stage 1 wrote: a run reading shards must agree with them.
@@ -128,6 +204,7 @@ def config_for_shards(path: str | Path | None, overrides: Iterable[str], shards:
     an error naming the key, not a silent mismatch.
     """
     recorded = Path(shards) / RESOLVED_NAME
+    overrides = list(overrides)
     if not recorded.is_file():
         if path is None:
             raise ConfigError(f"no --config given and {recorded} (written by stage 1) is missing: "
@@ -136,7 +213,8 @@ def config_for_shards(path: str | Path | None, overrides: Iterable[str], shards:
     # The recorded config is complete for the code that wrote it; keys added since come from
     # the embedded default.
     stored = merge(load_file(DEFAULT_CONFIG), load_file(recorded), str(recorded))
-    cfg = apply_overrides(load_file(path) if path else stored, overrides)
+    cfg = validate(apply_overrides(load_file(path) if path else stored, overrides),
+                   path or recorded, overrides)
     for key, mine, theirs in _differences({k: cfg.get(k) for k in SHARD_SECTIONS},
                                           {k: stored.get(k) for k in SHARD_SECTIONS}, ""):
         raise ConfigError(f"{key} is {mine!r} here but the shards were made with {theirs!r} "
@@ -154,8 +232,10 @@ def save_config(cfg: dict, out_dir: str | Path, name: str = RESOLVED_NAME) -> Pa
 def add_config_args(parser) -> None:
     """The flags every entry point shares: ``--config`` plus trailing overrides."""
     parser.add_argument("--config", default=None,
-                        help="YAML config; relative paths inside it (inherit) are resolved "
-                             "against its folder (default: for commands that read shards, the "
-                             "config stage 1 recorded with them; otherwise configs/tiny.yaml)")
+                        help="YAML config; relative paths inside it (inherit, manifests, "
+                             "world.dir, model files) are resolved against its folder (default: "
+                             "for commands that read shards, the config stage 1 recorded with "
+                             "them; otherwise configs/tiny.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
-                        help="override any config key, e.g. train.steps=50")
+                        help="override any config key, e.g. train.steps=50 (a relative path "
+                             "here is relative to the working directory)")

@@ -20,7 +20,6 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from common.config import REPO_ROOT
 from evaluation.embed import (Embedder, EvalError, RecurringImages, embed_images, reference_key)
 from evaluation.fusion import FusedModel, add_fused
 from shards.reader import SplitRoles, StyleReference, iter_references
@@ -87,12 +86,9 @@ def read_tagged_styles(split_dirs: Sequence[Path]) -> TaggedStyles:
 
 
 def text_model_path(value: str | None) -> Path | None:
-    """``eval.tagging.text_model``: None (the installed default) or a folder; a relative path
-    is resolved against the repository root, like every path in a config."""
-    if value is None:
-        return None
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else REPO_ROOT / path
+    """``eval.tagging.text_model``: None (the installed default) or a folder (absolute once
+    loaded: common.config resolves relative paths against the config file's folder)."""
+    return None if value is None else Path(value).expanduser()
 
 
 def _zero_shot_tags(value: object) -> list[str]:

@@ -30,7 +30,7 @@ def _run(step: str, command: list[str]) -> float:
     """Run one user command, streaming its output; returns its wall time."""
     print(f"\n=== {step}: {' '.join(command)}", flush=True)
     start = time.time()
-    result = subprocess.run(command, cwd=REPO_ROOT)
+    result = subprocess.run(command)
     if result.returncode != 0:
         raise DemoError(f"{step} failed with exit code {result.returncode}")
     seconds = time.time() - start
@@ -57,18 +57,18 @@ def run_demo(config: str, overrides: list[str], out: Path) -> dict:
     save_config(cfg, out)
     shards, runs, report = out / "shards", out / "runs", out / "eval"
     common = ["--config", config]
-    timings = {"stage1": _run("stage 1", [sys.executable, "pipeline/stylize.py", *common,
+    timings = {"stage1": _run("stage 1", [sys.executable, str(REPO_ROOT / "pipeline/stylize.py"), *common,
                                           "--out", str(shards), *overrides])}
     checkpoints = []
     for name in cfg["demo"]["run"]:
         run_dir = runs / name
         resume = ["--resume"] if (run_dir / "checkpoints" / "last.pt").exists() else []
         command = [*_torchrun(), "--standalone", f"--nproc_per_node={cfg['demo']['nproc_per_node']}",
-                   "train/main.py", *common, "--shards", str(shards), "--out", str(run_dir),
+                   str(REPO_ROOT / "train/main.py"), *common, "--shards", str(shards), "--out", str(run_dir),
                    *resume, *overrides, *variant_overrides(cfg, name)]
         timings[f"train {name}"] = _run(f"train {name}", command)
         checkpoints += ["--checkpoint", f"{name}={run_dir / 'checkpoints' / 'last.pt'}"]
-    timings["eval"] = _run("evaluation", [sys.executable, "pipeline/eval.py", *common,
+    timings["eval"] = _run("evaluation", [sys.executable, str(REPO_ROOT / "pipeline/eval.py"), *common,
                                           "--shards", str(shards), *checkpoints,
                                           "--out", str(report), *overrides])
     print("\n" + (report / "report.md").read_text())
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
-        # The commands run from the repository root: the config path must not depend on cwd.
+        # The commands run in this working directory, so relative paths in overrides mean the
+        # same in every step.
         run_demo(str(Path(args.config or DEFAULT_CONFIG).resolve()), args.overrides, args.out)
     except (DemoError, ConfigError) as exc:
         print(f"[demo] error: {exc}", file=sys.stderr)

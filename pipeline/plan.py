@@ -179,8 +179,6 @@ def make_plan(contents: list[ContentRow], styles: list[StyleRow], cfg: dict, see
                                       for item in items))
                   for style, items in zip(test_styles, pairings)]
         plan.shards += _cut(test_split(method), groups, scfg["styles_per_shard"])
-    if scfg["crops_grid"] < 1:
-        raise ValueError(f"stylize.crops_grid must be at least 1, got {scfg['crops_grid']!r}")
     crops = [_group(s, _crop_items(s, scfg["crops_grid"])) for s in test_styles]
     plan.shards += _cut(CROPS_SPLIT, crops, scfg["styles_per_shard"])
     return plan

@@ -83,3 +83,65 @@ def test_inherit_and_override_errors_name_their_source(tmp_path):
         load_config(child)
     with pytest.raises(ConfigError, match=r"override 'train.steps=\[1,': the value is not valid YAML"):
         load_config(None, ["train.steps=[1,"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("stylize.image_size=abc", r"override 'stylize.image_size=abc': stylize.image_size = 'abc': "
+                               r"Input should be a valid integer"),
+    ("stylize.ray.batch_size=0", r"stylize.ray.batch_size = 0: Input should be greater than 0"),
+    ("stylize.crops_grid=0", r"stylize.crops_grid = 0: Input should be greater than 0"),
+    ("stylize.styles_per_shard=-3", r"stylize.styles_per_shard = -3: .*greater than 0"),
+    ("train.steps=1.5", r"train.steps = 1.5: Input should be a valid integer"),
+    ("train.lr='0.001'", r"train.lr = '0.001': Input should be a valid number"),
+    ("train.augment=1", r"train.augment = 1: Input should be a valid boolean"),
+    ("train.mode=nts", r"train.mode = 'nts': Input should be 'nst' or 'no_nst'"),
+    ("world=[1,2]", r"world = \[1, 2\]: Input should be a valid dictionary"),
+    ("stylize.strength=[0.5,2]", r"stylize.strength"),
+    ("stylize.test_fraction=1", r"stylize.test_fraction = 1: Input should be less than 1"),
+    ("stylize.held_out=magenta", r"held_out 'magenta' is also in train_methods"),
+    ("stylize.train_methods=[magenta,cast]", r"\['cast'\] named in train_methods/held_out but not configured"),
+    ("train.model.vit.enabled=false", None),
+    ("data.content_manifest=a.parquet", r"give both content_manifest and style_manifest"),
+    ("demo.run=[nst,nope]", r"run names \['nope'\], not in variants"),
+    ("search.index=ivf", r"search.index = 'ivf'"),
+    ("embed.extensions=[jpg]", r"embed.extensions.0 = 'jpg'"),
+])
+def test_schema_names_key_value_and_source(override, message):
+    if message is None:   # a valid change: one branch off is allowed, both off is not
+        load_config(None, [override])
+        with pytest.raises(ConfigError, match="enable at least one branch"):
+            load_config(None, [override, "train.model.vgg.enabled=false"])
+        return
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_schema_error_names_the_file_that_set_the_value(tmp_path):
+    parent = tmp_path / "parent.yaml"
+    parent.write_text(f"inherit: {DEFAULT_CONFIG}\ntrain:\n  batch: 1\n".replace("batch: 1", "steps: zero"))
+    child = tmp_path / "child.yaml"
+    child.write_text("inherit: parent.yaml\nseed: 4\n")
+    with pytest.raises(ConfigError, match=r"parent.yaml: train.steps = 'zero': Input should be a valid integer"):
+        load_config(child)
+    # An override of the same key takes the blame instead, and fixes it.
+    assert load_config(child, ["train.steps=3"])["train"]["steps"] == 3
+
+
+def test_relative_paths_resolve_against_the_setting_files_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "project" / "configs"
+    folder.mkdir(parents=True)
+    config = folder / "mine.yaml"
+    config.write_text(f"inherit: {DEFAULT_CONFIG}\n"
+                      "data: {content_manifest: ../data/c.parquet, style_manifest: /abs/s.parquet}\n"
+                      "stylize:\n  methods:\n    adain: {dir: ../models/adain, alpha: 0.5}\n"
+                      "train:\n  model:\n    vgg: {weights: ~/vgg.pth}\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(config, ["world.dir=worlds/w"])
+    assert cfg["data"]["content_manifest"] == str(tmp_path / "project" / "data" / "c.parquet")
+    assert cfg["data"]["style_manifest"] == "/abs/s.parquet"
+    assert cfg["stylize"]["methods"]["adain"] == {"dir": str(tmp_path / "project" / "models" / "adain"),
+                                                  "alpha": 0.5}
+    assert cfg["train"]["model"]["vgg"]["weights"] == str(Path.home() / "vgg.pth")
+    assert cfg["world"]["dir"] == str(tmp_path / "worlds" / "w")   # an override: the working dir
+    # The embedded default's world lives in the repository, wherever the command runs.
+    assert load_config()["world"]["dir"] == str(CONFIGS.parent / "data" / "tiny-world")

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from common.config import REPO_ROOT
+from common.config import DEFAULT_CONFIG, REPO_ROOT, load_config
 from shards.manifest import read_content_manifest, read_style_manifest
 from world.painting import GRAIN_TAGS, TECHNIQUE_TAGS, TECHNIQUES, StyleParams, palette_tags
 from world.generate import (MARKER, content_image, ensure_world, generate_world, plan_groups,
@@ -156,9 +156,12 @@ def test_bad_world_config_is_an_error(tmp_path):
         generate_world(dict(SMALL, contents_per_category=0), 0, tmp_path, progress=False)
 
 
-def test_world_dir_resolves_against_repo_root(tmp_path):
-    assert world_dir({"world": {"dir": "data/w"}}) == REPO_ROOT / "data" / "w"
-    assert world_dir({"world": {"dir": str(tmp_path)}}) == tmp_path
+def test_world_dir_resolves_against_the_config_files_folder(tmp_path):
+    child = tmp_path / "sub" / "mine.yaml"
+    child.parent.mkdir()
+    child.write_text(f"inherit: {DEFAULT_CONFIG}\nworld: {{dir: worlds/w}}\n")
+    assert world_dir(load_config(child)) == tmp_path / "sub" / "worlds" / "w"
+    assert world_dir(load_config()) == REPO_ROOT / "data" / "tiny-world"
 
 
 def test_cli_from_another_directory(tmp_path):

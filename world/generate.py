@@ -29,7 +29,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
-from common.config import REPO_ROOT
 from common.files import write_json
 from common.images import open_image
 from shards.manifest import CONTENT_SCHEMA, STYLE_SCHEMA, write_manifest
@@ -123,9 +122,9 @@ def normalise_world(world_cfg: dict) -> dict:
 
 
 def world_dir(cfg: dict) -> Path:
-    """The world directory of a full config; relative paths are relative to the repository root."""
-    path = Path(cfg["world"]["dir"]).expanduser()
-    return path if path.is_absolute() else (REPO_ROOT / path)
+    """The world directory of a full config (absolute once loaded: common.config resolves
+    relative paths against the config file's folder)."""
+    return Path(cfg["world"]["dir"]).expanduser().resolve()
 
 
 # ---------------------------------------------------------------------------------------------
