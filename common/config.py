@@ -210,16 +210,26 @@ def config_for_shards(path: str | Path | None, overrides: Iterable[str], shards:
             raise ConfigError(f"no --config given and {recorded} (written by stage 1) is missing: "
                               "pass the config the shards were made with")
         return load_config(path, overrides)
-    # The recorded config is complete for the code that wrote it; keys added since come from
-    # the embedded default.
-    stored = merge(load_file(DEFAULT_CONFIG), load_file(recorded), str(recorded))
+    stored = recorded_config(shards)
     cfg = validate(apply_overrides(load_file(path) if path else stored, overrides),
                    path or recorded, overrides)
-    for key, mine, theirs in _differences({k: cfg.get(k) for k in SHARD_SECTIONS},
-                                          {k: stored.get(k) for k in SHARD_SECTIONS}, ""):
+    for key, mine, theirs in shard_differences(cfg, stored):
         raise ConfigError(f"{key} is {mine!r} here but the shards were made with {theirs!r} "
                           f"({recorded}): leave --config out to use the shards' config, or fix it")
     return cfg
+
+
+def recorded_config(shards: str | Path) -> dict:
+    """The config stage 1 recorded in ``shards``. It is complete for the code that wrote it;
+    keys added since come from the embedded default."""
+    recorded = Path(shards) / RESOLVED_NAME
+    return merge(load_file(DEFAULT_CONFIG), load_file(recorded), str(recorded))
+
+
+def shard_differences(cfg: dict, other: dict) -> list[tuple[str, Any, Any]]:
+    """(key, value in cfg, value in other) for each key that defines what stage 1 makes."""
+    return list(_differences({k: cfg.get(k) for k in SHARD_SECTIONS},
+                             {k: other.get(k) for k in SHARD_SECTIONS}, ""))
 
 
 def save_config(cfg: dict, out_dir: str | Path, name: str = RESOLVED_NAME) -> Path:

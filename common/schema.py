@@ -140,12 +140,14 @@ class Train(Section):
     log_every: Positive
     checkpoint_every: Positive
     threads: Optional[Positive]
+    bad_shards: Literal["error", "skip"]
+    tensorboard: bool
     model: Model
 
 
 class Fused(Section):
     models: Annotated[list[Text], Field(min_length=2, max_length=2)]
-    weights: Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)]
+    weights: Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)] = [1.0, 1.0]
 
 
 class Head(Section):

@@ -20,7 +20,8 @@ from torch import nn
 from common.images import ImageError, open_image
 from shards.manifest import ManifestError, read_content_manifest
 from shards.codec import pil_to_tensor
-from shards.reader import ShardError, StyleSample, complete_shards, iter_samples, read_info
+from shards.reader import (ShardError, StyleSample, check_shard, complete_shards, iter_samples,
+                           read_info, shard_stats)
 
 
 class EvalError(RuntimeError):
@@ -132,6 +133,27 @@ class _SampleCollector:
                 self.content_ids.append(item["content_id"])
                 self.indices.append(int(item["index"]))
                 yield image
+
+
+def check_split(split_dir: Path) -> None:
+    """Refuse, before any embedding, a split that would be scored on nothing or stop halfway:
+    no complete shards, no samples, or a shard whose tar is cut or corrupt. The error names
+    the split."""
+    name = f"split {split_dir.name} ({split_dir})"
+    try:
+        urls = complete_shards(split_dir)
+        if not urls:
+            raise EvalError(f"{name} has no complete shards (no shard-*.stats.json): stage 1 did "
+                            "not finish it; rerun stage 1, or remove the split's folder")
+        for url in urls:
+            check_shard(url)
+        samples = sum(shard_stats(url)["samples"] for url in urls)
+    except ShardError as exc:
+        raise EvalError(f"{name}: {exc}; delete the shard's stats file and rerun stage 1 to "
+                        "rewrite it") from None
+    if samples == 0:
+        raise EvalError(f"{name} holds no samples: its shards are empty (every stylization "
+                        "failed?); rerun stage 1, or remove the split's folder")
 
 
 def content_manifest_path(split_dir: Path) -> Path:

@@ -22,6 +22,7 @@ bytes eight at a time as 64-bit words.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -35,6 +36,8 @@ class Ranking:
 
     ap: np.ndarray          # average precision in [0, 1]; nan where the query has no relevant item
     first_hit: np.ndarray   # rank (1-based) of the first relevant item; 0 where there is none
+    n_relevant: np.ndarray  # relevant gallery items per query
+    gallery_size: int       # items ranked per query (the query itself excluded)
 
     @property
     def answerable(self) -> np.ndarray:
@@ -49,6 +52,34 @@ class Ranking:
         """% of queries (with a relevant item) whose best relevant item ranks within the top k."""
         hits = self.first_hit[self.answerable]
         return float(100.0 * (hits <= k).mean()) if hits.size else float("nan")
+
+    def chance_map(self) -> float:
+        """The mAP (%) a random order scores on these queries, exactly: with R relevant among
+        N, E[AP] = (H_N + (R - 1) / (N - 1) * (N - H_N)) / N (H_N the N-th harmonic number)."""
+        relevant = self.n_relevant[self.answerable].astype(np.float64)
+        if not relevant.size:
+            return float("nan")
+        n = self.gallery_size
+        harmonic = float(np.sum(1.0 / np.arange(1, n + 1)))
+        expected = (harmonic + (relevant - 1) / max(n - 1, 1) * (n - harmonic)) / n
+        return float(100.0 * expected.mean())
+
+    def chance_recall(self, k: int) -> float:
+        """The recall@k (%) of a random order, exactly: 1 - C(N - R, k) / C(N, k)."""
+        relevant = self.n_relevant[self.answerable]
+        if not relevant.size:
+            return float("nan")
+        n, k = self.gallery_size, min(k, self.gallery_size)
+        miss = {r: _all_missed(n, int(r), k) for r in np.unique(relevant)}
+        return float(100.0 * np.mean([1.0 - miss[r] for r in relevant]))
+
+
+def _all_missed(n: int, r: int, k: int) -> float:
+    """Probability that k items drawn from n without replacement miss all r relevant ones."""
+    if n - r < k:
+        return 0.0
+    return math.exp(math.lgamma(n - r + 1) - math.lgamma(n - r - k + 1)
+                    - math.lgamma(n + 1) + math.lgamma(n - k + 1))
 
 
 # Bytes of one block of comparisons on the CPU (see _count_at_least_cpu): about the L2 cache.
@@ -222,7 +253,8 @@ def rank_queries(queries: np.ndarray | torch.Tensor, query_labels: Sequence,
         if chunk_ap is not None:
             ap[rows] = chunk_ap.cpu().numpy()
         first_hit[rows] = chunk_first_hit.cpu().numpy()
-    return Ranking(ap=ap, first_hit=first_hit)
+    return Ranking(ap=ap, first_hit=first_hit, n_relevant=n_relevant,
+                   gallery_size=len(gallery) - int(same_set))
 
 
 def nearest_neighbours(embeddings: np.ndarray, query_positions: Sequence[int], k: int) -> np.ndarray:

@@ -1,7 +1,6 @@
 """The models an evaluation compares: training checkpoints and untrained baselines."""
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Sequence
 
@@ -9,6 +8,7 @@ import torch
 
 from evaluation.baselines import build_baselines
 from evaluation.embed import Embedder, EvalError, model_names
+from train.checkpoint import CheckpointReadError
 from train.model import load_encoder
 
 
@@ -27,7 +27,9 @@ def load_checkpoint_model(name: str, path: Path, device: torch.device) -> Embedd
         raise EvalError(f"checkpoint {name}: file not found: {path}")
     try:
         encoder, train_cfg = load_encoder(path, map_location=device)
-    except (RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+    except CheckpointReadError as exc:  # the file itself is bad, whatever the config
+        raise EvalError(f"checkpoint {name}: {exc}") from None
+    except (RuntimeError, KeyError, ValueError) as exc:
         raise EvalError(f"checkpoint {name} ({path}) does not fit the encoder its config "
                         f"describes (another architecture or config?): {exc}") from None
     return Embedder([name], encoder, train_cfg["train"]["image_size"], device)

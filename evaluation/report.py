@@ -18,11 +18,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from evaluation.scoring import CROPS, TEST, metrics_for  # noqa: E402
+from evaluation.scoring import CHANCE_SUFFIX, CROPS, TEST, metrics_for  # noqa: E402
 from evaluation.tagging_eval import COLUMNS as TAG_COLUMNS, TaggingResult  # noqa: E402
 from shards.reader import SplitRoles  # noqa: E402
 
 Results = dict[str, dict[str, dict[str, float]]]
+CHANCE_ROW = "*chance*"
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -30,16 +31,30 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def train_average(results: Results, model: str, roles: SplitRoles, metric: str) -> float:
-    values = [results[model][s][metric] for s in roles.tests if s in results[model]]
+    values = [results[model][s].get(metric, float("nan")) for s in roles.tests if s in results[model]]
     values = [v for v in values if not math.isnan(v)]
     return float(np.mean(values)) if values else float("nan")
 
 
+def chance_levels(results: Results) -> dict[str, dict[str, float]]:
+    """{split: {metric: chance}}: a random order's score, from the first model scoring a split
+    (chance depends on the split's labels only)."""
+    levels: dict[str, dict[str, float]] = {}
+    for splits in results.values():
+        for split, scores in splits.items():
+            levels.setdefault(split, {k[: -len(CHANCE_SUFFIX)]: v for k, v in scores.items()
+                                      if k.endswith(CHANCE_SUFFIX)})
+    return levels
+
+
 def write_json(results: Results, meta: dict, path: Path, tagging: TaggingResult | None = None) -> None:
-    models = {model: {split: {k: _finite_or_none(v) for k, v in metrics.items()}
+    models = {model: {split: {k: _finite_or_none(v) for k, v in metrics.items()
+                              if not k.endswith(CHANCE_SUFFIX)}
                       for split, metrics in splits.items()}
               for model, splits in results.items()}
-    payload = {"models": models, "meta": meta}
+    chance = {split: {k: _finite_or_none(v) for k, v in metrics.items()}
+              for split, metrics in chance_levels(results).items()}
+    payload = {"models": models, "chance": chance, "meta": meta}
     if tagging is not None:
         payload["tagging"] = {"models": {model: {k: _finite_or_none(v) for k, v in metrics.items()}
                                          for model, metrics in tagging.metrics.items()},
@@ -61,10 +76,11 @@ def _table(results: Results, metric: str, roles: SplitRoles) -> list[str]:
     if roles.held_out:
         header.append(f"**{roles.held_out} (held out)**")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for model, splits in results.items():
+    rows = {**results, CHANCE_ROW: chance_levels(results)}
+    for model, splits in rows.items():
         cells = [_cell(splits.get(c, {}).get(metric, float("nan"))) for c in columns]
         if roles.tests:
-            cells.append(_cell(train_average(results, model, roles, metric)))
+            cells.append(_cell(train_average(rows, model, roles, metric)))
         if roles.held_out:
             cells.append(_cell(splits.get(roles.held_out, {}).get(metric, float("nan"))))
         lines.append("| " + " | ".join([model] + cells) + " |")
@@ -75,7 +91,9 @@ def markdown_report(results: Results, roles: SplitRoles, meta: dict) -> str:
     lines = ["# Style retrieval evaluation", "",
              f"Shards: `{meta['shards']}`. Held-out NST method: `{meta['held_out']}`. "
              "Values in %. Style metrics: higher is better. Content metrics: lower is better "
-             "(a style code should not find images of the same content).", ""]
+             "(a style code should not find images of the same content). The *chance* row is "
+             "what a random order scores on the same split (it depends on the split's sizes: "
+             "compare each model with it, not with zero).", ""]
     for baseline, splits in meta.get("own_code_splits", {}).items():
         lines += [f"Note: `{baseline}` computes the code that conditioned the network which "
                   f"stylized {', '.join(f'`{s}`' for s in splits)}: there it scores its own "
@@ -87,13 +105,15 @@ def markdown_report(results: Results, roles: SplitRoles, meta: dict) -> str:
     crops = roles.crops
     if crops and any(crops in splits for splits in results.values()):
         crop_metrics = metrics_for(CROPS)
-        lines += ["## Crops of real images (higher is better)", "",
+        source = ("the synthetic world's style images" if meta.get("synthetic_styles")
+                  else "the style manifest's images, unstylized")
+        lines += [f"## Crops of {source} (higher is better)", "",
                   "Each crop queries all other crops; relevant = crops of the same image.", ""]
         lines += ["| model | " + " | ".join(m.title for m in crop_metrics) + " |",
                   "|" + "---|" * (1 + len(crop_metrics))]
-        for model, splits in results.items():
+        for model, splits in {**results, CHANCE_ROW: chance_levels(results)}.items():
             if crops in splits:
-                cells = [_cell(splits[crops][m.name]) for m in crop_metrics]
+                cells = [_cell(splits[crops].get(m.name, float("nan"))) for m in crop_metrics]
                 lines.append("| " + " | ".join([model] + cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -59,19 +59,27 @@ class Metric:
     kind: str                                 # TEST or CROPS
     lower_is_better: bool
     compute: Callable[[Rankings], float]
+    chance: Callable[[Rankings], float]       # the value of a random order on the same labels
     summary: bool = False                     # also printed by the evaluation command
 
 
 METRICS = (
-    Metric("style_map", "Style mAP", TEST, False, lambda r: r.style.mean_ap(), summary=True),
-    Metric("style_ir1", "Style IR-1", TEST, False, lambda r: r.style_references.recall(1)),
-    Metric("content_map", "Content mAP", TEST, True, lambda r: r.content.mean_ap(), summary=True),
-    Metric("content_ir1", "Content IR-1", TEST, True, lambda r: r.content_sources.recall(1)),
-    Metric("style_recall1", "Style recall@1", TEST, False, lambda r: r.style.recall(1)),
-    Metric("style_recall10", "Style recall@10", TEST, False, lambda r: r.style.recall(10)),
+    Metric("style_map", "Style mAP", TEST, False, lambda r: r.style.mean_ap(),
+           lambda r: r.style.chance_map(), summary=True),
+    Metric("style_ir1", "Style IR-1", TEST, False, lambda r: r.style_references.recall(1),
+           lambda r: r.style_references.chance_recall(1)),
+    Metric("content_map", "Content mAP", TEST, True, lambda r: r.content.mean_ap(),
+           lambda r: r.content.chance_map(), summary=True),
+    Metric("content_ir1", "Content IR-1", TEST, True, lambda r: r.content_sources.recall(1),
+           lambda r: r.content_sources.chance_recall(1)),
+    Metric("style_recall1", "Style recall@1", TEST, False, lambda r: r.style.recall(1),
+           lambda r: r.style.chance_recall(1)),
+    Metric("style_recall10", "Style recall@10", TEST, False, lambda r: r.style.recall(10),
+           lambda r: r.style.chance_recall(10)),
     # On crops the "style" label is the source image: relevant = crops of the same image.
-    Metric("map", "Crops mAP", CROPS, False, lambda r: r.style.mean_ap()),
-    Metric("top1", "Crops top-1 accuracy", CROPS, False, lambda r: r.style.recall(1)),
+    Metric("map", "Crops mAP", CROPS, False, lambda r: r.style.mean_ap(), lambda r: r.style.chance_map()),
+    Metric("top1", "Crops top-1 accuracy", CROPS, False, lambda r: r.style.recall(1),
+           lambda r: r.style.chance_recall(1)),
 )
 
 
@@ -79,8 +87,16 @@ def metrics_for(kind: str) -> list[Metric]:
     return [metric for metric in METRICS if metric.kind == kind]
 
 
+CHANCE_SUFFIX = "_chance"
+
+
 def score_split(split: SplitEmbeddings, model: str, kind: str, chunk_size: int,
                 device: torch.device) -> dict[str, float]:
-    """Every metric of ``kind`` for one model on one split."""
+    """Every metric of ``kind`` for one model on one split, each with its chance level
+    (``<name>_chance``: the same for every model, as it depends on the labels only)."""
     rankings = Rankings(split, model, chunk_size, device)
-    return {metric.name: metric.compute(rankings) for metric in metrics_for(kind)}
+    scores = {}
+    for metric in metrics_for(kind):
+        scores[metric.name] = metric.compute(rankings)
+        scores[metric.name + CHANCE_SUFFIX] = metric.chance(rankings)
+    return scores

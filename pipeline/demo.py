@@ -2,8 +2,14 @@
 
     python pipeline/demo.py --config configs/tiny.yaml --out demo [key=value ...]
 
+    python pipeline/demo.py --config data/mine/mine.yaml --out data/mine/run   # your own data
+
 Runs the three user commands exactly as a user would (stage 1 through Ray, each training
-variant through torchrun, then evaluation), prints the report and where everything went.
+variant of ``demo.run`` through torchrun with ``demo.nproc_per_node`` processes, then
+evaluation), prints the report and where everything went.
+Reads: the config (``data.*_manifest``, or the synthetic world of ``world``, generated when
+missing). Writes under ``--out``: ``config.yaml``, ``shards/`` (stage 1), ``runs/<variant>/``
+(checkpoints, metrics.jsonl, TensorBoard scalars), ``eval/`` (report.md, report.json, pictures).
 Every step resumes: a rerun skips complete shards and finished training runs.
 """
 import sys

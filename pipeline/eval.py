@@ -1,15 +1,23 @@
 """Evaluate style encoders (and untrained baselines) on the test shards of stage 1.
 
-    python pipeline/eval.py --config configs/tiny.yaml --shards DIR \\
-        --checkpoint RUN/checkpoints/last.pt [--checkpoint name=PATH ...] --out EVAL [key=value ...]
+    python pipeline/eval.py --shards DIR --checkpoint RUN/checkpoints/last.pt \\
+        [--checkpoint name=PATH ...] --out EVAL [--config FILE] [key=value ...]
+    python pipeline/eval.py --shards demo/shards --checkpoint nst=demo/runs/nst/checkpoints/last.pt \\
+        --baselines vgg_moments,colour_hist --out demo/eval-again
 
-Every ``test-<method>`` split and ``crops`` under ``--shards`` is embedded by every model; the
-fused pairs of ``eval.fused`` are computed from their parts' codes and scored alike. With
-``eval.tagging.enabled``, a tagging head per model is trained on the ``train`` split's style tags
-and tested on the test styles (zero-shot tags held out of training). The report
-(``report.md``, ``report.json``), the embeddings (``embeddings/<model>/<split>.npz``), the
-tagging scores (``tagging/<model>.npz``) and heads (``heads/<model>.pt``), the pictures and the
-resolved config land in ``--out``.
+Reads: ``--shards``, stage 1's output folder: its splits (found by the role recorded in each
+``_info.json``) and its recorded ``config.yaml``, which is the config unless ``--config`` is
+given (a ``--config`` that contradicts the shards on seed, world, data or stylize keys is an
+error naming the key); the checkpoints (each named by its run folder, or NAME=PATH); the content
+manifest stage 1 used (content IR-1).
+Every ``test-<method>`` split and ``crops`` is embedded by every model; the fused pairs of
+``eval.fused`` are computed from their parts' codes and scored alike. With
+``eval.tagging.enabled``, a tagging head per model is trained on the ``train`` split's style
+tags and tested on the test styles (zero-shot tags held out of training).
+Writes to ``--out``: the report (``report.md``, ``report.json``: every metric per model and
+split, with its chance level), the embeddings (``embeddings/<model>/<split>.npz``), the tagging
+scores (``tagging/<model>.npz``) and heads (``heads/<model>.pt``), the pictures and the
+resolved config.
 """
 import sys
 from pathlib import Path
@@ -22,17 +30,17 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from common.config import ConfigError, add_config_args, load_config, save_config  # noqa: E402
+from common.config import ConfigError, add_config_args, config_for_shards, save_config  # noqa: E402
 from evaluation.baselines import conditioning_baselines  # noqa: E402
 from evaluation.embed import (Embedder, EvalError, RecurringImages,  # noqa: E402
-                              SplitEmbeddings, content_manifest_path, embed_split,
+                              SplitEmbeddings, check_split, content_manifest_path, embed_split,
                               load_split_images, model_names)
 from evaluation.fusion import FusedModel, fuse_split, parse_fused  # noqa: E402
 from evaluation.metrics import default_device, nearest_neighbours  # noqa: E402
 from evaluation.models import build_models, checkpoint_name  # noqa: E402
-from evaluation.report import (Results, markdown_report, plot_retrieval_grid,  # noqa: E402
-                               plot_style_vs_content, plot_tagging, tagging_markdown,
-                               train_average, write_json)
+from evaluation.report import (Results, chance_levels, markdown_report,  # noqa: E402
+                               plot_retrieval_grid, plot_style_vs_content, plot_tagging,
+                               tagging_markdown, train_average, write_json)
 from evaluation.scoring import CROPS, METRICS, TEST, score_split  # noqa: E402
 from evaluation.tagging_eval import (COLUMNS as TAG_COLUMNS, TaggingResult,  # noqa: E402
                                      TaggingTask, prepare_tagging, run_tagging)
@@ -42,7 +50,8 @@ from tagging import TaggingError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
     parser.add_argument("--shards", required=True, help="stage 1 output folder (holds test-*/, crops/)")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]PATH",
@@ -116,7 +125,7 @@ def tag(task: TaggingTask, args: argparse.Namespace, cfg: dict, models: list[Emb
 
 
 def evaluate(args: argparse.Namespace) -> Results:
-    cfg = load_config(args.config, args.overrides)
+    cfg = config_for_shards(args.config, args.overrides, args.shards)
     if args.baselines is not None:
         cfg["eval"]["baselines"] = [] if args.baselines == "none" else args.baselines.split(",")
     shards, out = Path(args.shards).resolve(), Path(args.out).resolve()
@@ -128,6 +137,8 @@ def evaluate(args: argparse.Namespace) -> Results:
         manifest = content_manifest_path(shards / split)
         if not manifest.is_file():
             raise EvalError(f"{shards / split}: content manifest not found: {manifest}")
+    for split in roles.test_columns() + ([roles.crops] if roles.crops else []):
+        check_split(shards / split)
     device = default_device()
     models = build_models(args.checkpoint, cfg, device)
     fused = parse_fused(cfg["eval"]["fused"], model_names(models))
@@ -142,6 +153,7 @@ def evaluate(args: argparse.Namespace) -> Results:
     results: Results = {name: {} for name in names}
     meta = {"shards": str(shards), "held_out": roles.held_out, "train_splits": roles.tests,
             "device": str(device), "seconds": {},
+            "synthetic_styles": cfg["data"]["style_manifest"] is None,
             "own_code_splits": own_code_splits(names, shards, roles.test_columns())}
     grid_split = roles.held_out or roles.test_columns()[-1]
     recurring = RecurringImages(models, cfg["eval"]["batch_size"])
@@ -180,9 +192,10 @@ def print_summary(results: Results, roles: SplitRoles) -> None:
     print(f"{'model':<20} " + " ".join(f"{title:>22}" for title, _, _ in columns)
           + "  (" + ", ".join(f"{m.title}: lower is better" for m in METRICS
                               if m.summary and m.lower_is_better) + ")")
-    for model, splits in results.items():
-        values = [train_average(results, model, roles, name) if split is None else splits[split][name]
-                  for _, name, split in columns]
+    rows = {**results, "chance": chance_levels(results)}
+    for model, splits in rows.items():
+        values = [train_average(rows, model, roles, name) if split is None
+                  else splits.get(split, {}).get(name, float("nan")) for _, name, split in columns]
         print(f"{model:<20} " + " ".join(f"{value:>22.2f}" for value in values))
 
 

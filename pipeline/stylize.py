@@ -3,8 +3,20 @@
     python pipeline/stylize.py --config configs/tiny.yaml --out /abs/shards [key=value ...]
     ray job submit --working-dir . -- python pipeline/stylize.py --out /abs/shards ...
 
+Reads: the manifests of ``data.content_manifest`` / ``data.style_manifest`` (every row checked
+before Ray starts), or the synthetic world of ``world`` (generated when missing); NST model
+files as each ``stylize.methods`` entry names them (magenta: from the installed package).
+Writes to ``--out``: ``config.yaml``, ``_stage1.json`` (the plan's fingerprint), one folder per
+split (``train``, ``test-<method>``, ``crops``) of WebDataset tars, each with its parquet index
+and, written last, its stats file; each split's ``_info.json`` (role, counts) at the end.
+Before any work it prints the styles, contents and images of every split, and a warning for
+each count the data cannot fill.
+
 The plan is fixed up front; one actor call writes one whole shard. Complete shards (those with
 a stats file) are skipped, so rerunning the same command finishes a run that died half-way.
+A shard whose actor dies, or that raises, is retried (``stylize.ray.shard_retries``); one that
+still fails is named in ``<out>/_failures.json`` while the others complete, and the command
+exits 1 (bad config or input: 2).
 """
 import sys
 from pathlib import Path
@@ -15,22 +27,32 @@ if __name__ == "__main__":  # run as a script, pipeline/ is first on sys.path an
 import argparse  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
+from collections import Counter, deque  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
 
-from common.config import add_config_args, load_config, save_config  # noqa: E402
+from common.config import (RESOLVED_NAME, add_config_args, load_config, recorded_config,  # noqa: E402
+                           save_config, shard_differences)
 from common.files import FolderLock, LockedError, write_json  # noqa: E402
 from common.ray_cluster import cluster_gpus, init_ray  # noqa: E402
 from pipeline.plan import Plan, ShardPlan, make_plan, strength_choices  # noqa: E402
 from pipeline.worker import ShardWorker  # noqa: E402
 from shards.manifest import read_content_manifest, read_style_manifest  # noqa: E402
 from shards.reader import complete_shards  # noqa: E402
+from shards.schema import shard_stem  # noqa: E402
 from shards.writer import is_complete, write_split_info  # noqa: E402
 from stylize import configured_method, list_methods  # noqa: E402
 
 STATE_NAME = "_stage1.json"
+FAILURES_NAME = "_failures.json"   # the shards the last run gave up on
 
 
 class Stage1Error(RuntimeError):
     pass
+
+
+class ShardsFailed(Stage1Error):
+    """Shards that still failed after their retries (main exits 1; bad input exits 2)."""
 
 
 def resolve_inputs(cfg: dict) -> tuple[Path, Path]:
@@ -78,8 +100,13 @@ def build_plan(cfg: dict) -> tuple[Plan, Path]:
     return plan, content_path
 
 
-def claim_output(out: Path, plan: Plan) -> None:
-    """Refuse to mix shards of two different plans in one output folder."""
+def claim_output(out: Path, plan: Plan, cfg: dict) -> None:
+    """Refuse to mix shards of two different plans, or of two configs (e.g. another
+    ``stylize.square`` or ``image_size``: the same plan, other pixels), in one output folder."""
+    if (out / RESOLVED_NAME).is_file():
+        for key, mine, theirs in shard_differences(cfg, recorded_config(out)):
+            raise Stage1Error(f"{out} holds shards made with {key}={theirs!r}, not {mine!r}: "
+                              "use a new --out (or the config those shards were made with)")
     state_path = out / STATE_NAME
     digest = plan.digest()
     if state_path.exists():
@@ -89,7 +116,13 @@ def claim_output(out: Path, plan: Plan) -> None:
                               "the config or inputs changed; use a new --out")
     out.mkdir(parents=True, exist_ok=True)
     write_json(state_path, {"plan_digest": digest, "shards": len(plan.shards)})
-    for stale in out.glob("*/.shard-*.tmp"):  # left by a run that was killed mid-shard
+    remove_temporaries(out)
+
+
+def remove_temporaries(out: Path) -> None:
+    """Delete the temporary files of shard attempts that died mid-shard (never read: readers
+    see only final names). Only while no attempt runs: the folder lock keeps other runs out."""
+    for stale in out.glob("*/.shard-*.tmp"):
         stale.unlink(missing_ok=True)
 
 
@@ -103,26 +136,127 @@ def start_ray(cfg: dict) -> None:
                           "to run on CPUs.")
 
 
-def run_shards(cfg: dict, todo: list[ShardPlan], out: Path) -> list[dict]:
-    """Run the shards on a pool of actors, printing progress as each shard completes."""
-    import ray
-    from ray.util import ActorPool
+def shard_name(shard: ShardPlan) -> str:
+    return f"{shard.split}/{shard_stem(shard.number)}"
 
-    rcfg = cfg["stylize"]["ray"]
-    actor_cls = ray.remote(num_cpus=rcfg["num_cpus_per_actor"],
-                           num_gpus=rcfg["num_gpus_per_actor"])(ShardWorker)
-    actors = [actor_cls.remote(cfg) for _ in range(min(rcfg["num_actors"], len(todo)))]
-    pool = ActorPool(actors)
-    start, done, images, failed, results = time.time(), 0, 0, 0, []
-    for stats in pool.map_unordered(lambda actor, shard: actor.write_shard.remote(shard, str(out)),
-                                    todo):
-        done, images, failed = done + 1, images + stats["images"], failed + stats["failed"]
-        results.append(stats)
-        elapsed = time.time() - start
-        eta = elapsed / done * (len(todo) - done)
-        print(f"[stage1] {done}/{len(todo)} shards | {stats['split']}/{stats['shard']} | "
-              f"{images / elapsed:.1f} samples/s | failures {failed} | eta {eta:.0f}s", flush=True)
-    return results
+
+def _short(exc: Exception) -> str:
+    """One line for a failed attempt: the shard's own exception, or the actor's death."""
+    cause = getattr(exc, "cause", None)  # a RayTaskError wraps what the shard raised
+    text = repr(cause) if cause is not None else str(exc)
+    return next((line for line in text.splitlines() if line.strip()), type(exc).__name__)[:300]
+
+
+@dataclass
+class _Slot:
+    """One actor of the pool: None once it died, until work needs a fresh one; ``restarts``
+    counts the fresh actors that replaced dead ones."""
+
+    actor: Any = None
+    restarts: int = 0
+
+
+class ShardRunner:
+    """Runs shards on ``num_actors`` actors, one shard per actor at a time.
+
+    Not Ray's ActorPool: one dead actor raises out of its map and ends the run. Here each
+    result is taken with ``ray.wait``; a failed attempt (the actor died, or the shard raised)
+    is resubmitted up to ``shard_retries`` times, a dead actor is replaced up to
+    ``max_restarts`` times, and a shard that still fails is recorded while the others go on.
+    A retry cannot duplicate samples: an attempt writes its own temporary tar and only a
+    finished one is renamed into place.
+    """
+
+    def __init__(self, cfg: dict, todo: list[ShardPlan], out: Path):
+        import ray
+
+        rcfg = cfg["stylize"]["ray"]
+        self.cfg, self.out, self.total = cfg, out, len(todo)
+        self.max_restarts, self.retries = rcfg["max_restarts"], rcfg["shard_retries"]
+        # Ray's own restarts stay off: a replaced actor is counted here, per slot.
+        self.actor_cls = ray.remote(num_cpus=rcfg["num_cpus_per_actor"],
+                                    num_gpus=rcfg["num_gpus_per_actor"], max_restarts=0)(ShardWorker)
+        self.idle = [_Slot(self.actor_cls.remote(cfg))
+                     for _ in range(min(rcfg["num_actors"], len(todo)))]
+        self.queue, self.attempts = deque(todo), Counter()
+        self.running: dict[Any, tuple[_Slot, ShardPlan]] = {}
+        self.failures: dict[str, str] = {}
+        self.started, self.done, self.images, self.failed_images = time.time(), 0, 0, 0
+
+    def run(self) -> dict[str, str]:
+        """Run every shard; returns the reason of each shard that was given up, by name."""
+        import ray
+
+        while self.queue or self.running:
+            self._submit()
+            if not self.running:  # every actor was given up: nothing can run the rest
+                for shard in self.queue:
+                    self.failures[shard_name(shard)] = (
+                        f"no actor left (stylize.ray.max_restarts={self.max_restarts} used up)")
+                break
+            [ref], _ = ray.wait(list(self.running), num_returns=1)
+            self._collect(ref)
+        return self.failures
+
+    def _submit(self) -> None:
+        while self.queue and self.idle:
+            # A live actor first: a fresh one takes a while to start.
+            slot = next((s for s in self.idle if s.actor is not None), self.idle[0])
+            self.idle.remove(slot)
+            shard = self.queue.popleft()
+            if slot.actor is None:
+                slot.actor, slot.restarts = self.actor_cls.remote(self.cfg), slot.restarts + 1
+            self.attempts[shard_name(shard)] += 1
+            self.running[slot.actor.write_shard.remote(shard, str(self.out))] = (slot, shard)
+
+    def _collect(self, ref: Any) -> None:
+        import ray
+
+        slot, shard = self.running.pop(ref)
+        try:
+            stats = ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            self._bury(slot)
+            self._failed(shard, f"actor died: {_short(exc)}")
+        except ray.exceptions.RayError as exc:
+            self.idle.append(slot)
+            self._failed(shard, _short(exc))
+        else:
+            self.idle.append(slot)
+            self._done(stats)
+
+    def _bury(self, slot: _Slot) -> None:
+        """Drop a dead actor; its slot gets a fresh one (which rebuilds its models) when there
+        is work for it, unless its restarts are used up."""
+        import ray
+
+        ray.kill(slot.actor, no_restart=True)  # an unreachable actor may still be running
+        slot.actor = None
+        if slot.restarts >= self.max_restarts:
+            print(f"[stage1] warning: an actor died {slot.restarts + 1} times; "
+                  "continuing without it", file=sys.stderr, flush=True)
+            return
+        self.idle.append(slot)
+
+    def _failed(self, shard: ShardPlan, reason: str) -> None:
+        name, attempt = shard_name(shard), self.attempts[shard_name(shard)]
+        if attempt <= self.retries:
+            print(f"[stage1] {name} attempt {attempt} failed ({reason}); retrying",
+                  file=sys.stderr, flush=True)
+            self.queue.append(shard)
+            return
+        print(f"[stage1] {name} failed after {attempt} attempts: {reason}", file=sys.stderr, flush=True)
+        self.failures[name] = reason
+
+    def _done(self, stats: dict) -> None:
+        self.done += 1
+        self.images += stats["images"]
+        self.failed_images += stats["failed"]
+        elapsed = time.time() - self.started
+        eta = elapsed / self.done * (self.total - self.done - len(self.failures))
+        print(f"[stage1] {self.done}/{self.total} shards | {stats['split']}/{stats['shard']} | "
+              f"{self.images / elapsed:.1f} samples/s | failures {self.failed_images} | "
+              f"eta {eta:.0f}s", flush=True)
 
 
 def summarise_splits(cfg: dict, plan: Plan, out: Path, content_manifest: Path) -> dict:
@@ -152,7 +286,7 @@ def run_stage1(cfg: dict, out: str | Path) -> dict:
     check_methods(cfg)
     plan, content_manifest = build_plan(cfg)
     with FolderLock(out, "stage-1 run"):
-        claim_output(out, plan)
+        claim_output(out, plan, cfg)
         save_config(cfg, out)
         return _stylize_plan(cfg, plan, out, content_manifest)
 
@@ -165,7 +299,9 @@ def _stylize_plan(cfg: dict, plan: Plan, out: Path, content_manifest: Path) -> d
     started = time.time()
     if todo:
         start_ray(cfg)
-        run_shards(cfg, todo, out)
+        failures = ShardRunner(cfg, todo, out).run()
+        remove_temporaries(out)
+        record_failures(out, failures)
     summary = summarise_splits(cfg, plan, out, content_manifest)
     elapsed = time.time() - started
     images = sum(s["images"] for s in summary.values())
@@ -173,6 +309,19 @@ def _stylize_plan(cfg: dict, plan: Plan, out: Path, content_manifest: Path) -> d
     print(f"[stage1] done in {elapsed:.1f}s: {images} images, {failed} failed, "
           f"splits {', '.join(summary)} -> {out}")
     return summary
+
+
+def record_failures(out: Path, failures: dict[str, str]) -> None:
+    """Name the shards given up in ``_failures.json`` and stop before the splits are summarised
+    (an ``_info.json`` says a split is finished); a run without failures removes the file."""
+    path = out / FAILURES_NAME
+    if not failures:
+        path.unlink(missing_ok=True)
+        return
+    write_json(path, {"failed": failures})
+    names = "; ".join(f"{name} ({reason})" for name, reason in sorted(failures.items()))
+    raise ShardsFailed(f"{len(failures)} shard(s) failed, the others are complete: {names}. "
+                       f"Listed in {path}; rerun the same command to retry them")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run_stage1(load_config(args.config, args.overrides), args.out)
+    except ShardsFailed as exc:
+        print(f"[stage1] error: {exc}", file=sys.stderr)
+        return 1
     except (Stage1Error, LockedError, ValueError, FileNotFoundError) as exc:
         print(f"[stage1] error: {exc}", file=sys.stderr)
         return 2

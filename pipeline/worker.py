@@ -6,31 +6,56 @@ method raising) are recorded in the shard's index with their reason; the shard s
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
 import torch
-from PIL import Image
+from PIL import Image, ImageStat
 
 from common.images import open_image
 from pipeline.plan import PlannedSample, PlannedItem, ShardPlan
 from shards.codec import encode_jpeg, pil_to_tensor
-from shards.schema import CROP_METHOD
+from shards.schema import CROP_METHOD, shard_stem
 from shards.writer import ShardWriter
 from stylize import NSTMethod, configured_method, create_method
 
+TEST_CRASH_ENV = "NSTSTYLE_TEST_CRASH"  # see _test_crash
+SQUARE_MODES = ("crop", "pad")        # stylize.square
 
-def square(image: Image.Image, size: int) -> Image.Image:
-    """Centre-crop to a square, then resize: every output of a split has one shape."""
+
+def square(image: Image.Image, size: int, mode: str = "crop") -> Image.Image:
+    """A ``size`` x ``size`` view of the image (every output of a split has one shape).
+
+    ``crop``: the centre square, resized. ``pad``: the whole image, long side resized to
+    ``size`` and centred on a square of its own mean colour (a foreign colour would leak into
+    the colour statistics the NST methods transfer).
+    """
+    if mode == "crop":
+        return centre_square(image).resize((size, size), Image.BICUBIC)
+    if mode != "pad":
+        raise ValueError(f"stylize.square must be one of {SQUARE_MODES}, got {mode!r}")
+    scale = size / max(image.size)
+    fitted = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                          Image.BICUBIC)
+    canvas = Image.new("RGB", (size, size), tuple(round(v) for v in ImageStat.Stat(image).mean))
+    canvas.paste(fitted, ((size - fitted.width) // 2, (size - fitted.height) // 2))
+    return canvas
+
+
+def centre_square(image: Image.Image) -> Image.Image:
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
-    return image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+    return image.crop((left, top, left + side, top + side))
 
 
 def crop_cell(image: Image.Image, row: int, col: int, grid: int, size: int) -> Image.Image:
-    cell_w, cell_h = image.width // grid, image.height // grid
-    box = (col * cell_w, row * cell_h, (col + 1) * cell_w, (row + 1) * cell_h)
-    return image.crop(box).resize((size, size), Image.BICUBIC)
+    """Cell (row, col) of a grid x grid cut of the centre square: cells stay square, so a crop
+    is never squashed (whatever ``stylize.square`` does to the whole image)."""
+    base = centre_square(image)
+    cell = base.width // grid
+    return base.crop((col * cell, row * cell, (col + 1) * cell, (row + 1) * cell)).resize(
+        (size, size), Image.BICUBIC)
 
 
 def method_batches(items: tuple[PlannedItem, ...], batch_size: int) -> Iterator[list[PlannedItem]]:
@@ -65,6 +90,9 @@ class ShardWorker:
                                                 half=self.scfg["ray"]["half_precision"], **options)
         return self._methods[name]
 
+    def square(self, image: Image.Image, size: int) -> Image.Image:
+        return square(image, size, self.scfg["square"])
+
     def _stylize_batch(self, batch: list[PlannedItem], style: torch.Tensor, prepared: dict[str, object]
                        ) -> list[tuple[dict, bytes | None, str]]:
         """Stylize one batch; ``prepared`` caches each method's style state for this style
@@ -73,7 +101,7 @@ class ShardWorker:
         loaded, results = [], []
         for item in batch:
             try:
-                loaded.append((item, pil_to_tensor(square(open_image(item.content_path), size))))
+                loaded.append((item, pil_to_tensor(self.square(open_image(item.content_path), size))))
             except Exception as exc:  # an unreadable content image fails alone
                 results.append((_record(item), None, f"content {item.content_path}: {exc}"))
         if not loaded:
@@ -104,32 +132,55 @@ class ShardWorker:
                        ) -> list[tuple[dict, bytes | None, str]]:
         if group.items and group.items[0].method == CROP_METHOD:
             return self._crops(group, image)
-        style = pil_to_tensor(square(image, self.scfg["image_size"]))
+        style = pil_to_tensor(self.square(image, self.scfg["image_size"]))
         outputs, prepared = [], {}
         for batch in method_batches(group.items, self.scfg["ray"]["batch_size"]):
             outputs += self._stylize_batch(batch, style, prepared)
         return sorted(outputs, key=lambda out: out[0]["index"])
 
+    def _write_group(self, writer: ShardWriter, group: PlannedSample, split: str) -> None:
+        meta = {"style_id": group.style_id, "group": group.group, "tags": list(group.tags),
+                "split": split}
+        try:
+            image = open_image(group.style_path)
+        except Exception as exc:  # without its style image the whole group fails
+            reason = f"style {group.style_path}: {exc}"
+            writer.write_sample(meta, None, [(_record(i), None, reason) for i in group.items])
+            return
+        reference = self.square(image, self.scfg["style_image_size"])
+        writer.write_sample(meta, encode_jpeg(reference, self.scfg["jpeg_quality"]),
+                            self._group_outputs(group, image))
+
     def write_shard(self, shard: ShardPlan, out_dir: str | Path) -> dict:
         """Stylize every group of the shard and publish it; returns the shard's stats."""
         writer = ShardWriter(Path(out_dir) / shard.split, shard.number, shard.split)
         try:
-            for group in shard.groups:
-                meta = {"style_id": group.style_id, "group": group.group, "tags": list(group.tags),
-                        "split": shard.split}
-                try:
-                    image = open_image(group.style_path)
-                except Exception as exc:  # without its style image the whole group fails
-                    reason = f"style {group.style_path}: {exc}"
-                    writer.write_sample(meta, None, [(_record(i), None, reason) for i in group.items])
-                    continue
-                reference = square(image, self.scfg["style_image_size"])
-                writer.write_sample(meta, encode_jpeg(reference, self.scfg["jpeg_quality"]),
-                                   self._group_outputs(group, image))
-        except BaseException:
+            for number, group in enumerate(shard.groups):
+                self._write_group(writer, group, shard.split)
+                if number == 0:
+                    _test_crash(shard)
+            stats = writer.close()
+        except BaseException:  # a failed publish included: no temporary file stays behind
             writer.abort()
             raise
-        stats = writer.close()
         stats["device"] = self.device
         return stats
 
+
+def _test_crash(shard: ShardPlan) -> None:
+    """Test-only fault injection, off unless ``NSTSTYLE_TEST_CRASH`` is set to
+    ``<split>/<shard stem>[@<marker folder>]``: the actor process exits abruptly while that
+    shard's temporary tar holds a part of it (a killed actor), on every attempt, or only on the
+    first when a marker folder is named (the marker file records that it fired)."""
+    spec = os.environ.get(TEST_CRASH_ENV)
+    if not spec:
+        return
+    target, _, marker_dir = spec.partition("@")
+    if target != f"{shard.split}/{shard_stem(shard.number)}":
+        return
+    if marker_dir:
+        marker = Path(marker_dir) / target.replace("/", "--")
+        if marker.exists():
+            return
+        marker.touch()
+    os._exit(1)

@@ -5,6 +5,8 @@ Style: ``style_id``, ``path``, optional ``group`` (the source dataset's style gr
 one group all go to train or all to test), optional ``tags`` (list of strings).
 A relative ``path`` is resolved against the manifest's own folder; URLs are kept as they are.
 A plain manifest (``id``, ``path``) lists any images, e.g. a collection to embed.
+Ids, ``path``, ``category`` and ``group`` are strings and ``tags`` a list of strings (a column
+stored as numbers, or tags as one plain string, is refused naming the file, row and column).
 Readers validate every row before any work starts; ``write_manifest`` writes the same schema
 (the synthetic world uses it, and may add columns of its own).
 """
@@ -62,6 +64,51 @@ def _check_row(row: dict, id_column: str, where: str, seen: dict[str, int], numb
         raise ManifestError(f"{where} ({id_column}={value}): empty path")
 
 
+def _is_text(kind: pa.DataType) -> bool:
+    """Strings, also as pandas may store them: large, or dictionary-encoded (a categorical)."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _type_fits(kind: pa.DataType, expected: pa.DataType) -> bool:
+    if pa.types.is_null(kind):  # a column of nulls only: the row checks name the first
+        return True
+    if pa.types.is_list(expected):
+        return ((pa.types.is_list(kind) or pa.types.is_large_list(kind))
+                and (pa.types.is_null(kind.value_type) or _is_text(kind.value_type)))
+    return _is_text(kind)
+
+
+def _describe(kind: pa.DataType) -> str:
+    return "a list of strings" if pa.types.is_list(kind) else "strings"
+
+
+def _check_types(path: Path, table: pa.Table, schema: pa.Schema) -> None:
+    """Refuse a column stored with another type (an int path, a float NaN column, a plain
+    string for tags), naming its first value: to_pylist would pass such values on silently."""
+    for field in schema:
+        if field.name not in table.column_names:
+            continue
+        column = table.column(field.name)
+        if not _type_fits(column.type, field.type):
+            values = column.to_pylist()
+            row = next((n for n, v in enumerate(values) if v is not None), 0)
+            raise ManifestError(f"{path}: row {row}: column '{field.name}' is {values[row]!r}: the "
+                                f"column holds {column.type}, expected {_describe(field.type)}")
+
+
+def _check_values(row: dict, schema: pa.Schema, where: str) -> None:
+    """Nulls in the columns that passed ``_check_types`` (a null id fails the id check; a null
+    category, group or tags takes its default)."""
+    for field in schema:
+        value = row.get(field.name)
+        if field.name == "path" and not isinstance(value, str):
+            raise ManifestError(f"{where}: column 'path' is null, expected a string")
+        if pa.types.is_list(field.type) and value is not None and None in value:
+            raise ManifestError(f"{where}: column '{field.name}' is {value!r}: a null in the list")
+
+
 def _read_rows(path: Path, schema: pa.Schema, check_files: bool) -> list[dict]:
     if not path.exists():
         raise ManifestError(f"manifest not found: {path}")
@@ -70,12 +117,14 @@ def _read_rows(path: Path, schema: pa.Schema, check_files: bool) -> list[dict]:
     missing = [c for c in (id_column, *_REQUIRED) if c not in table.column_names]
     if missing:
         raise ManifestError(f"{path}: missing column(s) {missing}; has {table.column_names}")
-    rows = table.to_pylist()
-    if not rows:
+    if not table.num_rows:
         raise ManifestError(f"{path}: manifest has no rows")
+    _check_types(path, table, schema)
+    rows = table.to_pylist()
     seen: dict[str, int] = {}
     for number, row in enumerate(rows):
         where = f"{path}: row {number}"
+        _check_values(row, schema, where)
         _check_row(row, id_column, where, seen, number)
         if not _is_url(row["path"]):
             resolved = (path.parent / row["path"]).resolve()

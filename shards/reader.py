@@ -6,6 +6,7 @@ shuffling and batching (decode *after* the shuffle buffer: decoded images multip
 from __future__ import annotations
 
 import json
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -52,6 +53,47 @@ def complete_shards(directory: str | Path) -> list[str]:
         raise ShardError(f"split directory not found: {directory}")
     stems = sorted(p.name[: -len(".stats.json")] for p in directory.glob("shard-*.stats.json"))
     return [str(directory / f"{stem}.tar") for stem in stems]
+
+
+def incomplete_shards(directory: str | Path) -> list[str]:
+    """Tar paths of a split's shards that have no stats file (stage 1 did not finish them)."""
+    directory = Path(directory)
+    return sorted(str(tar) for tar in directory.glob("shard-*.tar")
+                  if not tar.with_suffix(".stats.json").exists())
+
+
+def shard_stats(tar: str | Path) -> dict:
+    """The stats file of a complete shard (``shard-NNNNNN.stats.json`` next to its tar)."""
+    path = Path(tar).with_suffix(".stats.json")
+    try:
+        stats = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ShardError(f"{path}: cannot read the shard's stats file: {exc}") from None
+    if not isinstance(stats, dict) or not all(isinstance(stats.get(key), int)
+                                              for key in ("samples", "images")):
+        raise ShardError(f"{path}: the shard's stats file records no sample and image counts")
+    return stats
+
+
+def check_shard(tar: str | Path) -> None:
+    """Raise a ShardError naming ``tar`` when it is cut short or corrupt.
+
+    Only the member headers are read (the data is seeked over), so this is cheap enough to run
+    on every shard before a long job: a tar cut at a member boundary reads as a shorter valid
+    archive, hence the member count is compared with the stats file's (per sample: the style
+    image, its stylizations and the json).
+    """
+    stats = shard_stats(tar)
+    expected = 2 * stats["samples"] + stats["images"]
+    try:
+        with tarfile.open(tar, "r:") as archive:   # stage 1 writes plain tars
+            members = len(archive.getmembers())
+    except (OSError, tarfile.TarError) as exc:
+        raise ShardError(f"{tar}: cannot be read as a tar, the file is truncated or corrupt "
+                         f"({exc})") from None
+    if members != expected:
+        raise ShardError(f"{tar}: holds {members} members where its stats file records "
+                         f"{expected}: the file is truncated or corrupt")
 
 
 def read_info(directory: str | Path) -> dict:
@@ -118,14 +160,23 @@ def every_shard(urls: Iterable) -> Iterable:
     return urls
 
 
-def raw_samples(urls: Iterable[str], **kwargs) -> wds.WebDataset:
+def raw_samples(urls: Iterable[str], **kwargs) -> Iterator[dict]:
     """Stock WebDataset over the given shard paths, undecoded (bytes per member).
 
     Unless a ``nodesplitter`` is given, every rank reads every shard: training streams pass
-    ``wds.split_by_node`` to divide the shards among ranks instead.
+    ``wds.split_by_node`` to divide the shards among ranks instead. A shard that cannot be
+    opened or read to its end is a ShardError naming it (see :func:`check_shard` to find one
+    up front).
     """
     kwargs.setdefault("nodesplitter", every_shard)
-    return wds.WebDataset(list(urls), shardshuffle=False, empty_check=False, **kwargs)
+    try:
+        yield from wds.WebDataset(list(urls), shardshuffle=False, empty_check=False, **kwargs)
+    except tarfile.TarError as exc:
+        # webdataset re-raises it with " @ <stream>" added to the message and the stream and
+        # the shard's url appended to the arguments.
+        reason = str(exc.args[0]).split(" @ ")[0]
+        raise ShardError(f"{exc.args[-1]}: cannot be read as a tar, the file is truncated or "
+                         f"corrupt ({reason})") from None
 
 
 @dataclass

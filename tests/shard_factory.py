@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from common.config import RESOLVED_NAME, load_config, save_config
 from shards.codec import encode_jpeg
 from shards.writer import ShardWriter, write_split_info
 
@@ -34,7 +35,10 @@ def make_split(root: Path, split: str, n_styles: int, per_style: int, size: int 
                held_out: str | None = None, tags: Sequence[object] = (["t"],)) -> Path:
     """Write ``root/split`` with ``n_styles`` styles of ``per_style`` stylizations each; its
     ``_info.json`` records ``held_out`` as the run's held-out method (which sets the role).
-    Style ``i`` carries ``tags[i % len(tags)]`` (stored as given, malformed or not)."""
+    Style ``i`` carries ``tags[i % len(tags)]`` (stored as given, malformed or not). Like
+    stage 1, the root gets a resolved ``config.yaml`` (the embedded default's) if it has none."""
+    if not (Path(root) / RESOLVED_NAME).is_file():
+        save_config(load_config(), root)
     rng = np.random.default_rng(seed)
     split_dir = Path(root) / split
     stats, writer = [], None

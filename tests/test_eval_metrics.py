@@ -2,13 +2,15 @@
 split with known style and content answers."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
 from evaluation import metrics
 from evaluation.embed import SplitEmbeddings
-from evaluation.metrics import nearest_neighbours, rank_queries
+from evaluation.metrics import Ranking, nearest_neighbours, rank_queries
 from evaluation.scoring import CROPS, TEST, score_split
 
 
@@ -208,8 +210,23 @@ def test_split_scores_on_a_hand_built_split():
 def test_crops_scores():
     split = _hand_split()
     # Crops relevance is the source image (style_ids); content plays no part.
-    assert score_split(split, "m", CROPS, chunk_size=3, device="cpu") == {"map": pytest.approx(100.0),
-                                                                   "top1": pytest.approx(100.0)}
+    # Each crop has 1 relevant among 3 others: a random order's AP is H_3 / 3, its top-1 1/3.
+    assert score_split(split, "m", CROPS, chunk_size=3, device="cpu") == {
+        "map": pytest.approx(100.0), "top1": pytest.approx(100.0),
+        "map_chance": pytest.approx(100 * (1 + 1 / 2 + 1 / 3) / 3), "top1_chance": pytest.approx(100 / 3)}
+
+
+@pytest.mark.parametrize("n, r", [(5, 1), (6, 2), (7, 3), (4, 4)])
+def test_chance_levels_equal_the_average_over_every_order(n, r):
+    """The closed forms against all placements of r relevant items among n ranks."""
+    placements = list(itertools.combinations(range(1, n + 1), r))
+    aps = [np.mean([(i + 1) / rank for i, rank in enumerate(ranks)]) for ranks in placements]
+    hits = {k: np.mean([ranks[0] <= k for ranks in placements]) for k in (1, 2, 3)}
+    ranking = Ranking(ap=np.zeros(2), first_hit=np.ones(2, dtype=int), n_relevant=np.full(2, r),
+                      gallery_size=n)
+    assert ranking.chance_map() == pytest.approx(100 * np.mean(aps))
+    for k, expected in hits.items():
+        assert ranking.chance_recall(k) == pytest.approx(100 * expected)
 
 
 def test_nearest_neighbours_skip_the_query():

@@ -16,10 +16,11 @@ from PIL import Image
 from common.config import load_config
 from conftest import REPO_ROOT, write_images_manifest
 from evaluation.baselines import build_baselines
-from evaluation.embed import (Embedder, EvalError, RecurringImages, content_manifest_path,
-                              embed_split)
+from evaluation.embed import (Embedder, EvalError, RecurringImages, check_split,
+                              content_manifest_path, embed_split)
 from evaluation.models import build_models, checkpoint_name
 from evaluation.scoring import CROPS, TEST, metrics_for
+from pipeline.eval import main as eval_main
 from shard_factory import make_split
 from shards.writer import ShardWriter, write_split_info
 from train.model import StyleEncoder
@@ -91,12 +92,16 @@ def test_eval_writes_report_embeddings_and_pictures(eval_inputs, tmp_path):
             assert all(0.0 <= value <= 100.0 for value in splits[split].values())
             assert splits[split]["style_recall1"] <= splits[split]["style_recall10"]
         assert list(splits["crops"]) == [m.name for m in metrics_for(CROPS)]
+    # Chance levels per split, one set for all models (they depend on the labels only).
+    assert set(report["chance"]) == {*SPLITS, "crops"}
+    assert all(0.0 < value < 100.0 for value in report["chance"]["test-m1"].values())
     # Factory styles are palettes + stripes: a Gram descriptor must find them far above chance.
     assert report["models"]["vgg_gram"]["test-m1"]["style_map"] > 50.0
+    assert report["models"]["vgg_gram"]["test-m1"]["style_map"] > 2 * report["chance"]["test-m1"]["style_map"]
 
     markdown = (out / "report.md").read_text()
     assert "test-m2 (held out)" in markdown and "lower is better" in markdown
-    assert "| vgg_gram |" in markdown and "| run |" in markdown
+    assert "| vgg_gram |" in markdown and "| run |" in markdown and "| *chance* |" in markdown
 
     saved = np.load(out / "embeddings" / "run" / "test-m1.npz")
     assert saved["images"].shape == (30, 16)  # 6 styles x 5 stylizations, embed_dim 16
@@ -129,6 +134,20 @@ def test_a_checkpoint_of_another_architecture_is_named(eval_inputs, tmp_path):
         build_models([f"mixed={tmp_path / 'mixed.pt'}"], load_config(), torch.device("cpu"))
 
 
+def test_a_cut_checkpoint_is_named_not_blamed_on_the_architecture(eval_inputs, tmp_path, capsys):
+    cut = tmp_path / "cut.pt"
+    data = eval_inputs["checkpoint"].read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(EvalError) as caught:
+        build_models([f"cut={cut}"], load_config(), torch.device("cpu"))
+    message = str(caught.value)
+    assert message.startswith(f"checkpoint cut: {cut} cannot be read as a checkpoint: the file is "
+                              "truncated or corrupt") and "architecture" not in message
+    assert eval_main(["--shards", str(eval_inputs["shards"]), "--checkpoint", str(cut), "--baselines",
+                      "none", "--out", str(tmp_path / "o"), *EVAL_OVERRIDES]) == 2
+    assert f"error: checkpoint cut: {cut} cannot be read" in capsys.readouterr().err
+
+
 def test_checkpoint_names():
     assert checkpoint_name("runs/a/checkpoints/last.pt") == ("a", Path("runs/a/checkpoints/last.pt"))
     assert checkpoint_name("best=runs/a/x=1.pt") == ("best", Path("runs/a/x=1.pt"))
@@ -150,6 +169,38 @@ def test_empty_split_is_an_error(tmp_path):
     write_split_info(split, "test-m1", [writer.close()], {})
     with pytest.raises(EvalError, match="holds no images"):
         embed_split(split, [], batch_size=4, with_contents=False)
+
+
+def test_a_cut_test_shard_is_named_before_any_embedding(eval_inputs, tmp_path, capsys):
+    shards = Path(shutil.copytree(eval_inputs["shards"], tmp_path / "shards"))
+    tar = shards / "test-m2" / "shard-000001.tar"
+    with open(tar, "r+b") as fh:
+        fh.truncate(tar.stat().st_size // 2)
+    with pytest.raises(EvalError, match=rf"split test-m2 \(.*\): {tar}: (cannot be read as a tar|"
+                                        r"holds \d+ members).*truncated or corrupt"):
+        check_split(shards / "test-m2")
+    assert eval_main(["--shards", str(shards), "--baselines", "colour_hist", "--out",
+                      str(tmp_path / "o"), *EVAL_OVERRIDES]) == 2
+    captured = capsys.readouterr()
+    assert f"error: split test-m2 ({shards / 'test-m2'}): {tar}" in captured.err
+    assert "evaluating" not in captured.out    # refused before any embedding work
+
+
+def test_a_test_split_without_samples_is_refused_by_name(eval_inputs, tmp_path, capsys):
+    shards = Path(shutil.copytree(eval_inputs["shards"], tmp_path / "shards"))
+    no_shards, no_samples = shards / "test-m3", shards / "test-m4"
+    write_split_info(no_shards, "test-m3", [], {"held_out": "m2"})
+    write_split_info(no_samples, "test-m4", [ShardWriter(no_samples, 0, "test-m4").close()],
+                     {"held_out": "m2"})
+    for split in (no_shards, no_samples):
+        _set_content_manifest(split, eval_inputs["manifest"])
+    with pytest.raises(EvalError, match=r"split test-m3 \(.*\) has no complete shards"):
+        check_split(no_shards)
+    with pytest.raises(EvalError, match=r"split test-m4 \(.*\) holds no samples"):
+        check_split(no_samples)
+    assert eval_main(["--shards", str(shards), "--baselines", "colour_hist", "--out",
+                      str(tmp_path / "o"), *EVAL_OVERRIDES]) == 2
+    assert "error: split test-m3" in capsys.readouterr().err
 
 
 def test_vgg_baselines_share_one_trunk_and_keep_their_codes(eval_inputs):

@@ -55,3 +55,60 @@ def test_missing_group_defaults_to_own_style(small_manifests):
     pq.write_table(pq.read_table(style).drop(["group", "tags"]), style)
     styles = read_style_manifest(style)
     assert [s.group for s in styles] == [s.style_id for s in styles]
+
+
+def _set_column(path, name, values, kind=None):
+    table = pq.read_table(path)
+    column = pa.array(values, kind)
+    pq.write_table(table.set_column(table.column_names.index(name), name, column), path)
+
+
+def _nan_path_via_pandas(path):
+    frame = pq.read_table(path).to_pandas()
+    frame.loc[4, "path"] = float("nan")   # what a pandas merge leaves for a missing file
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+
+
+# (which manifest, rewrite, row and column the error must name, what it must say)
+BAD_COLUMNS = {
+    "int path": (0, lambda p: _set_column(p, "path", list(range(24))), 0, "path", "holds int64"),
+    "all-NaN path": (0, lambda p: _set_column(p, "path", [float("nan")] * 24), 0, "path",
+                     "holds double"),
+    "NaN path in pandas": (0, _nan_path_via_pandas, 4, "path", "is null"),
+    "null path": (1, lambda p: _set_column(p, "path", [f"style/style{i}.jpg" if i != 6 else None
+                                                       for i in range(12)]), 6, "path", "is null"),
+    "int content_id": (0, lambda p: _set_column(p, "content_id", list(range(24))), 0, "content_id",
+                       "holds int64"),
+    "int category": (0, lambda p: _set_column(p, "category", [None, None] + list(range(22))), 2,
+                     "category", "holds int64"),
+    "int group": (1, lambda p: _set_column(p, "group", [i % 6 for i in range(12)]), 0, "group",
+                  "holds int64"),
+    "tags as a plain string": (1, lambda p: _set_column(p, "tags", ["oil paint"] * 12), 0, "tags",
+                               "holds string, expected a list of strings"),
+    "tags of ints": (1, lambda p: _set_column(p, "tags", [[1, 2]] * 12), 0, "tags",
+                     "holds list<element: int64>"),
+    "a null tag": (1, lambda p: _set_column(p, "tags", [["oil"]] * 9 + [["oil", None]] + [[]] * 2),
+                   9, "tags", "a null in the list"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_COLUMNS))
+def test_a_wrongly_typed_column_names_file_row_and_column(small_manifests, case):
+    which, rewrite, row, column, says = BAD_COLUMNS[case]
+    path = small_manifests[which]
+    rewrite(path)
+    reader = read_content_manifest if which == 0 else read_style_manifest
+    with pytest.raises(ManifestError) as caught:
+        reader(path, check_files=False)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: row {row}: column '{column}'"), message
+    assert says in message, message
+
+
+def test_a_categorical_category_column_is_read_as_strings(small_manifests):
+    content, _ = small_manifests
+    table = pq.read_table(content)
+    categories = table.column("category").dictionary_encode()
+    pq.write_table(table.set_column(table.column_names.index("category"), "category", categories),
+                   content)
+    assert read_content_manifest(content)[0].category == "k0"

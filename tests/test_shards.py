@@ -82,3 +82,22 @@ def test_missing_split_is_a_clear_error(tmp_path):
         complete_shards(tmp_path / "nope")
     with pytest.raises(ShardError, match="_info.json is missing"):
         read_info(tmp_path)
+
+
+def test_an_attempt_killed_mid_shard_leaves_nothing_a_retry_or_reader_picks_up(tmp_path):
+    split = tmp_path / "train"
+    image = encode_jpeg(np.zeros((8, 8, 3), np.uint8))
+    item = {"index": 0, "content_id": "c0", "category": "", "method": "m", "params": {}, "seed": 1}
+    killed = ShardWriter(split, 0, "train")   # its process dies before close(): no abort either
+    killed.write_sample({"style_id": "a", "group": "g", "tags": []}, image, [(item, image, "")])
+    killed._tar.fileobj.flush()
+    retry = ShardWriter(split, 0, "train")
+    for style in ("a", "b"):
+        retry.write_sample({"style_id": style, "group": "g", "tags": []}, image, [(item, image, "")])
+    retry.close()
+    tars = complete_shards(split)
+    assert tars == [str(split / "shard-000000.tar")]
+    assert [s["__key__"] for s in wds.WebDataset(tars, shardshuffle=False)] == ["sa", "sb"]
+    assert read_index(split).num_rows == 2
+    leftovers = [p.name for p in split.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".shard-000000.tar.")   # hidden, unread

@@ -12,11 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from common.config import load_config
+from common.config import load_config, save_config
 from common.files import FolderLock
 from shards.manifest import read_content_manifest, read_style_manifest
 from pipeline.plan import make_plan
+from pipeline.worker import TEST_CRASH_ENV
 from shards.reader import complete_shards, read_index, read_info
+from shards.schema import sample_key
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "pipeline" / "stylize.py"
@@ -141,6 +143,16 @@ def test_changed_config_refuses_to_mix_plans(small_manifests, ray_env, tmp_path)
     assert "different plan" in result.stderr
 
 
+def test_a_folder_of_other_pixels_is_refused_by_key(small_manifests, ray_env, tmp_path):
+    """Same plan, other config (how images become square): not resumable into one folder."""
+    content, style = small_manifests
+    out = tmp_path / "shards"
+    save_config(load_config(None, _overrides(content, style)), out)
+    result = _run(out, _overrides(content, style, **{"stylize.square": "pad"}), ray_env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "holds shards made with stylize.square='crop', not 'pad'" in result.stderr
+
+
 def test_bad_manifest_fails_before_any_work(small_manifests, ray_env, tmp_path):
     content, style = small_manifests
     table = pq.read_table(style).drop(["path"])
@@ -239,3 +251,66 @@ def test_a_second_run_on_a_folder_in_use_is_refused(small_manifests, ray_env, tm
     assert result.returncode == 2
     assert f"{out} is in use by another stage-1 run (pid {os.getpid()}" in result.stderr
     assert not list(out.glob("*/shard-*"))
+
+
+def _planned_by_shard(overrides):
+    cfg = load_config(None, overrides)
+    plan = make_plan(read_content_manifest(cfg["data"]["content_manifest"]),
+                     read_style_manifest(cfg["data"]["style_manifest"]), cfg, cfg["seed"])
+    return {f"{s.split}/shard-{s.number:06d}": {(s.split, g.style_id, i.index) for g in s.groups
+                                                for i in g.items} for s in plan.shards}
+
+
+def test_a_killed_actor_is_replaced_and_its_shard_written_once(small_manifests, ray_env, tmp_path):
+    content, style = small_manifests
+    overrides = _overrides(content, style)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    # The actor writing train/shard-000000 exits after the shard's first group is in its
+    # temporary tar, on the first attempt only.
+    env = {**ray_env, TEST_CRASH_ENV: f"train/shard-000000@{markers}"}
+    out = tmp_path / "shards"
+    result = _run(out, overrides, env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (markers / "train--shard-000000").exists(), "the actor never died"
+    assert "train/shard-000000 attempt 1 failed (actor died" in result.stderr
+    written = _written(out)
+    assert len(written) == len(set(written))            # nothing twice
+    assert set(written) == _planned(overrides)          # nothing missing
+    keys = [s["__key__"] for s in wds.WebDataset(complete_shards(out / "train"), shardshuffle=False)]
+    planned_styles = {style_id for split, style_id, _ in _planned(overrides) if split == "train"}
+    assert sorted(keys) == sorted(sample_key(k) for k in planned_styles)   # each sample once
+    assert read_info(out / "train")["samples"] == len(planned_styles)
+    assert not list(out.glob("*/.*.tmp")) and not (out / "_failures.json").exists()
+
+
+def test_a_shard_that_keeps_failing_is_named_and_a_rerun_completes_it(small_manifests, ray_env,
+                                                                     tmp_path):
+    content, style = small_manifests
+    overrides = _overrides(content, style, **{"stylize.ray.shard_retries": 1})
+    out = tmp_path / "shards"
+    (out / "test-colour" / "shard-000000.tar").mkdir(parents=True)   # every publish raises
+    # Every attempt of the last planned shard kills its actor (the last: the run need not wait
+    # for a fresh actor to start).
+    env = {**ray_env, TEST_CRASH_ENV: "crops/shard-000001"}
+    result = _run(out, overrides, env, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "2 shard(s) failed" in result.stderr
+    assert "test-colour/shard-000000 (IsADirectoryError" in result.stderr
+    assert "crops/shard-000001 (actor died" in result.stderr
+    assert "crops/shard-000001 failed after 2 attempts" in result.stderr
+    failed = json.loads((out / "_failures.json").read_text())["failed"]
+    assert sorted(failed) == ["crops/shard-000001", "test-colour/shard-000000"]
+    planned = _planned_by_shard(overrides)
+    others = set().union(*(items for name, items in planned.items() if name not in failed))
+    written = _written(out)
+    assert len(written) == len(set(written)) and set(written) == others   # the others completed
+    assert not list(out.glob("*/_info.json")) and not list(out.glob("*/.*.tmp"))
+
+    (out / "test-colour" / "shard-000000.tar").rmdir()
+    again = _run(out, overrides, ray_env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{len(planned) - 2} already complete, 2 to do" in again.stdout
+    written = _written(out)
+    assert len(written) == len(set(written)) and set(written) == _planned(overrides)
+    assert not (out / "_failures.json").exists() and read_info(out / "train")["samples"] > 0

@@ -5,7 +5,7 @@ import pytest
 import timm
 import torch
 
-from common.config import load_config
+from common.config import ConfigError, load_config
 from stylize.parts.vgg import vgg_normalised
 from train.model import ModelConfigError, StyleEncoder, build_encoder, load_encoder
 
@@ -32,7 +32,10 @@ def test_codes_are_unit_norm_for_every_branch_mix(vit, vgg):
 
 
 def test_both_branches_off_is_an_error():
-    cfg = small_cfg("train.model.vit.enabled=false", "train.model.vgg.enabled=false")
+    with pytest.raises(ConfigError, match="enable at least one branch"):   # a loaded config
+        small_cfg("train.model.vit.enabled=false", "train.model.vgg.enabled=false")
+    cfg = small_cfg("train.model.vit.enabled=false")                      # a dict built in code
+    cfg["train"]["model"]["vgg"]["enabled"] = False
     with pytest.raises(ModelConfigError, match="both"):
         build_encoder(cfg)
 

@@ -1,11 +1,14 @@
 """Training end to end on real tar shards: torchrun with two gloo ranks on uneven shards,
-NaN stop keeping the last good checkpoint, exact resume, and the data stream's guarantees."""
+NaN stop keeping the last good checkpoint, exact resume, the data stream's guarantees, damaged
+shards and checkpoints, and the TensorBoard scalars."""
 import json
+import shutil
 import signal
 import time
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -14,9 +17,10 @@ import torch
 from common.config import DEFAULT_CONFIG, load_config
 from common.files import FolderLock
 from shard_factory import make_split
-from shards.reader import ShardError
-from train.data import StyleBatches, batch_iterator, label_id, train_shards
-from train.main import INJECT_NAN_ENV, main, run_training
+from shards.reader import ShardError, raw_samples
+from train.checkpoint import last_checkpoint_path
+from train.data import StyleBatches, batch_iterator, batch_stream, label_id, train_shards
+from train.main import INJECT_NAN_ENV, MetricsLog, error_text, main, run_training
 from train.model import load_encoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,6 +129,97 @@ def test_missing_or_incomplete_shards_say_what_to_do(tmp_path):
     (tmp_path / "train" / "shard-000000.tar").write_bytes(b"")
     with pytest.raises(ShardError, match="no complete shards"):
         train_shards(tmp_path)
+
+
+def cut_in_half(path: Path) -> Path:
+    """Truncate ``path`` inside its second half, off any 512-byte tar block boundary."""
+    with open(path, "r+b") as fh:
+        fh.truncate(path.stat().st_size // 2 // 512 * 512 + 100)
+    return path
+
+
+@pytest.fixture
+def three_shards(uneven_shards, tmp_path) -> Path:
+    """A private copy of the uneven shards (4 + 4 + 2 styles), free to damage."""
+    return Path(shutil.copytree(uneven_shards, tmp_path / "shards"))
+
+
+def test_a_cut_train_shard_is_named_before_training(three_shards, tmp_path, capsys):
+    cut = cut_in_half(three_shards / "train" / "shard-000001.tar")
+    with pytest.raises(ShardError, match=r"1 of 3 train shards cannot be read: .*shard-000001\.tar: "
+                                         r"cannot be read as a tar, the file is truncated or corrupt"):
+        train_shards(three_shards)
+    warnings = []
+    assert train_shards(three_shards, "skip", warnings.append) == [
+        str(three_shards / "train" / f"shard-00000{n}.tar") for n in (0, 2)]
+    assert warnings == [f"skipping 1 of 3 train shards that cannot be read: {cut}: cannot be read "
+                        "as a tar, the file is truncated or corrupt (unexpected end of data)"]
+    assert main([*CONFIG, "--shards", str(three_shards), "--out", str(tmp_path / "run"), *TINY,
+                 "train.steps=1"]) == 2
+    err = capsys.readouterr().err
+    assert str(cut) in err and "train.bad_shards=skip" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()   # refused before the run folder is made
+
+
+def test_a_shard_that_breaks_during_training_is_named(three_shards):
+    """Past the up-front check (a shard cut while training runs), reading it names the file,
+    also from a DataLoader worker."""
+    cut = three_shards / "train" / "shard-000000.tar"
+    with tarfile.open(cut) as archive:
+        member = archive.getmembers()[5]
+    with open(cut, "r+b") as fh:  # inside a member's data: a stream read cannot miss the cut
+        fh.truncate(member.offset_data + member.size // 2)
+    message = f"{cut}: cannot be read as a tar, the file is truncated or corrupt"
+    with pytest.raises(ShardError, match=message):
+        list(raw_samples([str(cut)]))
+    with pytest.raises(ShardError) as caught:
+        next(batch_stream([str(cut)], tiny_cfg("train.num_workers=1")["train"], 0, rank=0, world_size=1))
+    assert error_text(caught.value).startswith(message)
+
+
+def test_shards_without_stats_file_are_counted_in_a_warning(three_shards):
+    (three_shards / "train" / "shard-000002.stats.json").unlink()
+    warnings = []
+    assert len(train_shards(three_shards, warn=warnings.append)) == 2
+    assert warnings == [f"{three_shards / 'train'}: 2 of 3 shards complete; 1 without stats file "
+                        "skipped: shard-000002.tar (stage 1 did not finish them: run it again to "
+                        "complete the split)"]
+
+
+@pytest.mark.parametrize("damage", ["empty", "cut"])
+def test_a_damaged_checkpoint_is_named_on_resume(uneven_shards, tmp_path, capsys, damage):
+    run = tmp_path / "run"
+    checkpoint = last_checkpoint_path(run)
+    checkpoint.parent.mkdir(parents=True)
+    torch.save({"model": {"weight": torch.rand(4096)}, "config": {}}, checkpoint)
+    if damage == "empty":
+        checkpoint.write_bytes(b"")
+    else:
+        cut_in_half(checkpoint)
+    code = main([*CONFIG, "--shards", str(uneven_shards), "--out", str(run), "--resume", *TINY,
+                 "train.steps=1", "train.num_workers=0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    what = "empty" if damage == "empty" else "truncated or corrupt"
+    assert f"error: {checkpoint} cannot be read as a checkpoint: the file is {what}" in err
+
+
+def test_tensorboard_scalars_next_to_metrics(uneven_shards, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_cfg("train.num_workers=0", "train.steps=2", "train.ss_weight=0.5")
+    run_training(cfg, uneven_shards, tmp_path / "run")
+    board = EventAccumulator(str(tmp_path / "run"))
+    board.Reload()
+    tags = {"loss/total", "loss/infonce", "loss/two_view", "lr", "samples_per_s"}
+    assert tags <= set(board.Tags()["scalars"])
+    assert all([e.step for e in board.Scalars(tag)] == [1, 2] for tag in tags)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [e.value for e in board.Scalars("loss/total")] == pytest.approx([r["loss"] for r in logged], abs=1e-5)
+    with MetricsLog(tmp_path / "off", 1, enabled=True, tensorboard=False) as metrics:
+        metrics.path.parent.mkdir()
+        metrics.log(1, {"total": 1.0}, 0.1, 1.0, 1.0)
+    assert [p.name for p in (tmp_path / "off").iterdir()] == ["metrics.jsonl"]
 
 
 def test_cli_reports_config_typos_and_missing_shards(tmp_path, capsys):

@@ -15,6 +15,13 @@ from common.files import atomic_output
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_NAME = "last.pt"
+ENCODER_KEYS = ("model", "config")   # what rebuilding the encoder needs
+RESUME_KEYS = ("model", "optimizer", "scheduler", "step", "data_position", "config")
+
+
+class CheckpointReadError(ValueError):
+    """A file that cannot be read as a training checkpoint (empty, truncated, corrupt, or not a
+    checkpoint at all), as opposed to a good checkpoint of another architecture."""
 
 
 def last_checkpoint_path(run_dir: str | Path) -> Path:
@@ -28,9 +35,28 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    keys: tuple[str, ...] = ENCODER_KEYS) -> dict:
+    """Read a checkpoint holding at least ``keys``; a file that cannot be read as one is a
+    :class:`CheckpointReadError` naming it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}: nothing to resume (run without --resume "
-                                "to start afresh)")
-    return torch.load(path, map_location=map_location, weights_only=True)
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # a damaged file raises RuntimeError, EOFError, UnpicklingError...
+        raise CheckpointReadError(f"{path} cannot be read as a checkpoint: {_damage(path, exc)}") from None
+    missing = [key for key in keys if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CheckpointReadError(f"{path} is not a training checkpoint of this project: it lacks "
+                                  f"{', '.join(missing)}")
+    return state
+
+
+def _damage(path: Path, exc: Exception) -> str:
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    # The first sentence: torch appends paragraphs of advice to some of its messages.
+    detail = str(exc).strip().split(". ")[0].splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"the file is truncated or corrupt ({size} bytes; torch.load: {detail})"

@@ -34,7 +34,7 @@ import math
 import random
 import zlib
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -43,10 +43,12 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms.v2 import functional as TF
 
 from shards.codec import decode_image, pil_to_tensor
-from shards.reader import ShardError, complete_shards, raw_samples
+from shards.reader import ShardError, check_shard, complete_shards, incomplete_shards, raw_samples
 from shards.schema import META_MEMBER, STYLE_MEMBER, TRAIN_SPLIT
 
 MODES = ("nst", "no_nst")
+BAD_SHARDS = ("error", "skip")   # train.bad_shards: what a cut or corrupt complete shard does
+SHOWN_SHARDS = 5                 # shards named in a message before "and N more"
 CROP_SCALE = (0.4, 1.0)      # random resized crop of the SS views: area fraction kept
 CROP_RATIO = (3 / 4, 4 / 3)  # and aspect ratio range
 
@@ -54,8 +56,26 @@ CROP_RATIO = (3 / 4, 4 / 3)  # and aspect ratio range
 Draw = tuple[list[bytes], str]
 
 
-def train_shards(shards_root: str | Path) -> list[str]:
-    """Complete shard paths of the train split, with a message that says what is missing."""
+def _silent(message: str) -> None:
+    """The default ``warn`` of :func:`train_shards`: ranks other than 0 repeat its check and
+    must not repeat its warnings."""
+
+
+def _shown(items: list[str], separator: str = ", ") -> str:
+    """The first few items, then how many more (a message stays readable for any count)."""
+    more = len(items) - SHOWN_SHARDS
+    return separator.join(items[:SHOWN_SHARDS]) + (f"{separator}and {more} more" if more > 0 else "")
+
+
+def train_shards(shards_root: str | Path, bad_shards: str = "error",
+                 warn: Callable[[str], None] = _silent) -> list[str]:
+    """The readable complete shard paths of the train split, with a message that says what is
+    missing.
+
+    Shards without a stats file (stage 1 did not finish them) are left out with a warning. Every
+    complete shard's tar is checked up front (headers only): a cut or corrupt one is an error,
+    or with ``bad_shards="skip"`` left out with a warning naming it.
+    """
     root = Path(shards_root)
     if not root.is_dir():
         raise ShardError(f"shards directory not found: {root}")
@@ -63,11 +83,39 @@ def train_shards(shards_root: str | Path) -> list[str]:
     if not split.is_dir():
         raise ShardError(f"{root} has no '{TRAIN_SPLIT}' split: run stage 1 "
                          "(pipeline/stylize.py) first, or point --shards at its output folder")
-    urls = complete_shards(split)
+    urls, incomplete = complete_shards(split), incomplete_shards(split)
     if not urls:
         raise ShardError(f"{split} has no complete shards (no shard-*.stats.json): "
                          "stage 1 did not finish; run it again to complete the split")
-    return urls
+    if incomplete:
+        names = _shown([Path(url).name for url in incomplete])
+        warn(f"{split}: {len(urls)} of {len(urls) + len(incomplete)} shards complete; "
+             f"{len(incomplete)} without stats file skipped: {names} (stage 1 did not finish "
+             "them: run it again to complete the split)")
+    return _readable(urls, bad_shards, warn)
+
+
+def _readable(urls: list[str], bad_shards: str, warn: Callable[[str], None]) -> list[str]:
+    """``urls`` less the shards that fail :func:`check_shard`: an error unless ``bad_shards``
+    is ``skip``, then a warning."""
+    if bad_shards not in BAD_SHARDS:
+        raise ValueError(f"train.bad_shards must be one of {BAD_SHARDS}, got {bad_shards!r}")
+    problems = {}
+    for url in urls:
+        try:
+            check_shard(url)
+        except ShardError as exc:
+            problems[url] = str(exc)
+    if not problems:
+        return urls
+    listed = _shown(list(problems.values()), "; ")
+    kept = [url for url in urls if url not in problems]
+    if bad_shards == "error" or not kept:
+        hint = ", or set train.bad_shards=skip to train without them" if kept else ""
+        raise ShardError(f"{len(problems)} of {len(urls)} train shards cannot be read: {listed}. "
+                         f"Delete a bad shard's stats file and rerun stage 1 to rewrite it{hint}")
+    warn(f"skipping {len(problems)} of {len(urls)} train shards that cannot be read: {listed}")
+    return kept
 
 
 def label_id(text: str) -> int:
@@ -226,8 +274,16 @@ class StyleBatches(IterableDataset):
 
 def batch_iterator(shards_root: str | Path, train_cfg: dict, seed: int, rank: int, world_size: int,
                    start_batch: int = 0, pin_memory: bool = False) -> Iterator[dict]:
-    """The endless batch stream of one rank, positioned at global batch ``start_batch``."""
-    dataset = StyleBatches(train_shards(shards_root), train_cfg, seed, rank, world_size, start_batch)
+    """The endless batch stream of one rank over the train split of ``shards_root``."""
+    urls = train_shards(shards_root, train_cfg["bad_shards"])
+    return batch_stream(urls, train_cfg, seed, rank, world_size, start_batch, pin_memory)
+
+
+def batch_stream(urls: list[str], train_cfg: dict, seed: int, rank: int, world_size: int,
+                 start_batch: int = 0, pin_memory: bool = False) -> Iterator[dict]:
+    """The endless batch stream of one rank over shards ``urls``, positioned at global batch
+    ``start_batch``."""
+    dataset = StyleBatches(urls, train_cfg, seed, rank, world_size, start_batch)
     workers = train_cfg["num_workers"]
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory,
                         prefetch_factor=2 if workers > 0 else None)

@@ -2,10 +2,20 @@
 
     python train/main.py --shards DIR --out RUN [--config FILE] [--resume] [key=value ...]
     torchrun --nproc_per_node=N train/main.py --shards DIR --out RUN ...
+    torchrun --standalone --nproc_per_node=2 train/main.py --shards demo/shards \\
+        --out runs/no_nst train.mode=no_nst train.steps=100          # the no-NST control
+
+Reads: the ``train`` split of ``--shards`` (only shards with a stats file, each checked against
+it before the first step) and the config stage 1 recorded there (``--config`` may replace it
+but not contradict it on seed, world, data or stylize keys). ``train.mode=nst`` trains on each
+style's stylizations plus its style image; ``no_nst`` on the raw style images of each group.
+Writes to ``--out``: ``config.yaml``, ``metrics.jsonl``, TensorBoard scalars,
+``checkpoints/last.pt`` (every ``train.checkpoint_every`` steps and at the end).
 
 One process runs without a process group; under torchrun each rank joins one (gloo on CPU,
 nccl on GPU) and the model is wrapped in DDP. Rank 0 prints a progress line, appends step,
-loss, lr, samples/s and ETA to ``RUN/metrics.jsonl`` and writes ``RUN/checkpoints/last.pt``.
+loss, lr, samples/s and ETA to ``RUN/metrics.jsonl``, with ``train.tensorboard`` writes them and
+the loss terms as TensorBoard scalars into ``RUN`` too, and writes ``RUN/checkpoints/last.pt``.
 Each rank records its step count in ``RUN/ranks/rank-<r>.json`` when it finishes.
 
 Testing aid: the environment variable ``NSTSTYLE_INJECT_NAN_AT_STEP=s`` turns the loss of
@@ -34,8 +44,8 @@ from torch.nn.parallel import DistributedDataParallel
 from common.config import add_config_args, config_for_shards, save_config
 from common.files import FolderLock, LockedError
 from shards.reader import ShardError
-from train.checkpoint import last_checkpoint_path, load_checkpoint, save_checkpoint
-from train.data import batch_iterator, train_shards
+from train.checkpoint import RESUME_KEYS, last_checkpoint_path, load_checkpoint, save_checkpoint
+from train.data import batch_stream, train_shards
 from train.loss import multi_positive_infonce, two_view_loss
 from train.model import ModelConfigError, build_encoder
 
@@ -129,14 +139,18 @@ def all_finite(loss: torch.Tensor, env: Distributed) -> bool:
     return bool(flag.item())
 
 
-def mean_over_ranks(value: float, env: Distributed) -> float:
-    tensor = torch.tensor([value], dtype=torch.float64, device=env.device)
+def means_over_ranks(values: dict[str, float], env: Distributed) -> dict[str, float]:
+    """Each value averaged over the ranks (one all-reduce for all of them)."""
+    tensor = torch.tensor(list(values.values()), dtype=torch.float64, device=env.device)
     if dist.is_initialized():
         dist.all_reduce(tensor)
-    return tensor.item() / env.world_size
+    return dict(zip(values, (tensor / env.world_size).tolist()))
 
 
-def compute_loss(model: torch.nn.Module, batch: dict, train_cfg: dict, env: Distributed) -> torch.Tensor:
+def loss_terms(model: torch.nn.Module, batch: dict, train_cfg: dict, env: Distributed
+               ) -> dict[str, torch.Tensor]:
+    """The unweighted loss terms of a batch: ``infonce`` (multi-positive, over the labels) and,
+    when the batch has second views (the SS term is on), ``two_view``."""
     images = batch["images"].to(env.device, non_blocking=True)
     labels = batch["labels"].to(env.device, non_blocking=True)
     two_views = "views" in batch
@@ -147,10 +161,22 @@ def compute_loss(model: torch.nn.Module, batch: dict, train_cfg: dict, env: Dist
     codes = codes.float()
     temperature = train_cfg["temperature"]
     if not two_views:
-        return multi_positive_infonce(codes, labels, temperature)
+        return {"infonce": multi_positive_infonce(codes, labels, temperature)}
     view_a, view_b = codes.chunk(2)
-    return (multi_positive_infonce(view_a, labels, temperature)
-            + train_cfg["ss_weight"] * two_view_loss(view_a, view_b, temperature))
+    return {"infonce": multi_positive_infonce(view_a, labels, temperature),
+            "two_view": two_view_loss(view_a, view_b, temperature)}
+
+
+def weighted_loss(terms: dict[str, torch.Tensor], train_cfg: dict) -> torch.Tensor:
+    """The loss minimised: InfoNCE plus ``ss_weight`` times the two-view term when present."""
+    if "two_view" not in terms:
+        return terms["infonce"]
+    return terms["infonce"] + train_cfg["ss_weight"] * terms["two_view"]
+
+
+def compute_loss(model: torch.nn.Module, batch: dict, train_cfg: dict, env: Distributed) -> torch.Tensor:
+    """The loss of a batch (what the benchmarks time)."""
+    return weighted_loss(loss_terms(model, batch, train_cfg, env), train_cfg)
 
 
 def format_eta(seconds: float) -> str:
@@ -158,22 +184,52 @@ def format_eta(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
+def board_writer(out: Path, start: int):
+    """A TensorBoard writer into the run folder. On resume, the steps after ``start`` that the
+    interrupted run had logged are purged from the view (they are run again)."""
+    from torch.utils.tensorboard import SummaryWriter  # slow to import: only where it is used
+
+    return SummaryWriter(log_dir=str(out), purge_step=start + 1 if start else None)
+
+
 class MetricsLog:
-    """Rank 0's progress line and ``metrics.jsonl`` (one JSON object per logged step)."""
+    """Rank 0's progress line, ``metrics.jsonl`` (one JSON object per logged step) and, with
+    ``tensorboard``, TensorBoard scalars: ``loss/<term>`` (``loss/total`` and the unweighted
+    terms), ``lr`` and ``samples_per_s``. A context manager: leaving it closes the writer."""
 
-    def __init__(self, out: Path, total_steps: int, enabled: bool):
+    def __init__(self, out: Path, total_steps: int, enabled: bool, tensorboard: bool = False,
+                 start: int = 0):
         self.path, self.total, self.enabled = out / "metrics.jsonl", total_steps, enabled
+        self.board = board_writer(out, start) if enabled and tensorboard else None
 
-    def log(self, step: int, loss: float, lr: float, samples_per_s: float, step_seconds: float) -> None:
+    def __enter__(self) -> "MetricsLog":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.board is not None:
+            self.board.close()
+
+    def log(self, step: int, losses: dict[str, float], lr: float, samples_per_s: float,
+            step_seconds: float) -> None:
+        """Record one logged step; ``losses`` holds ``total`` and the terms, rank means."""
         if not self.enabled:
             return
-        eta = (self.total - step) * step_seconds
+        loss, eta = losses["total"], (self.total - step) * step_seconds
         record = {"step": step, "loss": round(loss, 6), "lr": lr,
                   "samples_per_s": round(samples_per_s, 2), "eta_s": round(eta, 1)}
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
         print(f"step {step}/{self.total}  loss {loss:.4f}  lr {lr:.2e}  "
               f"{samples_per_s:.1f} img/s  eta {format_eta(eta)}", flush=True)
+        if self.board is not None:
+            self._scalars(step, losses, lr, samples_per_s)
+
+    def _scalars(self, step: int, losses: dict[str, float], lr: float, samples_per_s: float) -> None:
+        for name, value in losses.items():
+            self.board.add_scalar(f"loss/{name}", value, step)
+        self.board.add_scalar("lr", lr, step)
+        self.board.add_scalar("samples_per_s", samples_per_s, step)
+        self.board.flush()  # on disk now: a run killed later keeps what it logged
 
 
 def checkpoint_state(model, optimizer, scheduler, step: int, cfg: dict, env: Distributed) -> dict:
@@ -191,8 +247,16 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def restore(path: Path, model, optimizer, scheduler, cfg: dict, env: Distributed) -> int:
     """Load ``last.pt`` into model, optimizer and scheduler; returns the step to continue from."""
-    state = load_checkpoint(path, map_location=env.device)
-    unwrap(model).load_state_dict(state["model"])
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: nothing to resume (run without --resume "
+                                "to start afresh)")
+    state = load_checkpoint(path, map_location=env.device, keys=RESUME_KEYS)
+    try:
+        unwrap(model).load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ModelConfigError(f"{path} does not fit the model this config describes (another "
+                               f"architecture? resume with the run's own config): "
+                               f"{' '.join(str(exc).split())[:400]}") from None
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     position = state["data_position"]
@@ -227,46 +291,52 @@ def train_steps(model, optimizer, scheduler, stream, cfg: dict, out: Path, start
     """The loop proper: runs steps ``start+1..train.steps``; returns timing and loss figures."""
     train_cfg = cfg["train"]
     total, inject_at = train_cfg["steps"], nan_injection_step()
-    metrics = MetricsLog(out, total, env.is_main)
     checkpoint = last_checkpoint_path(out)
     figures = {"first_loss": None, "final_loss": None, "images": 0, "data_seconds": 0.0}
-    interval_loss, interval_steps, interval_start = 0.0, 0, time.perf_counter()
+    interval_losses: dict[str, float] = {}   # loss name -> sum over the interval's steps
+    interval_steps, interval_start = 0, time.perf_counter()
     loop_start, timed_images = None, 0
     model.train()
-    for step in range(start + 1, total + 1):
-        fetch_start = time.perf_counter()
-        batch = next(stream)
-        figures["data_seconds"] += time.perf_counter() - fetch_start if loop_start else 0.0
-        loss = compute_loss(model, batch, train_cfg, env)
-        if step == inject_at:
-            loss = loss + float("nan")
-        if not all_finite(loss, env):
-            raise NonFiniteLossError(
-                f"non-finite loss ({loss.item()}) at step {step}: stopping without writing a "
-                f"checkpoint; {checkpoint} keeps the last good state. Lower train.lr or raise "
-                "train.temperature / train.warmup_steps")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg["grad_clip"])
-        optimizer.step()
-        scheduler.step()
-        images = batch["labels"].shape[0] * (2 if "views" in batch else 1) * env.world_size
-        figures["images"] += images
-        if loop_start is None:  # time from the end of step 1: worker start-up is not throughput
-            loop_start = time.perf_counter()
-        else:
-            timed_images += images
-        interval_loss, interval_steps = interval_loss + loss.item(), interval_steps + 1
-        if step == start + 1 or step % train_cfg["log_every"] == 0 or step == total:
-            elapsed = time.perf_counter() - interval_start
-            mean_loss = mean_over_ranks(interval_loss / interval_steps, env)
-            figures["first_loss"] = figures["first_loss"] if figures["first_loss"] is not None else mean_loss
-            figures["final_loss"] = mean_loss
-            metrics.log(step, mean_loss, scheduler.get_last_lr()[0],
-                        images * interval_steps / elapsed, elapsed / interval_steps)
-            interval_loss, interval_steps, interval_start = 0.0, 0, time.perf_counter()
-        if env.is_main and (step % train_cfg["checkpoint_every"] == 0 or step == total):
-            save_checkpoint(checkpoint, checkpoint_state(model, optimizer, scheduler, step, cfg, env))
+    with MetricsLog(out, total, env.is_main, train_cfg["tensorboard"], start) as metrics:
+        for step in range(start + 1, total + 1):
+            fetch_start = time.perf_counter()
+            batch = next(stream)
+            figures["data_seconds"] += time.perf_counter() - fetch_start if loop_start else 0.0
+            terms = loss_terms(model, batch, train_cfg, env)
+            loss = weighted_loss(terms, train_cfg)
+            if step == inject_at:
+                loss = loss + float("nan")
+            if not all_finite(loss, env):
+                raise NonFiniteLossError(
+                    f"non-finite loss ({loss.item()}) at step {step}: stopping without writing a "
+                    f"checkpoint; {checkpoint} keeps the last good state. Lower train.lr or raise "
+                    "train.temperature / train.warmup_steps")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg["grad_clip"])
+            optimizer.step()
+            scheduler.step()
+            images = batch["labels"].shape[0] * (2 if "views" in batch else 1) * env.world_size
+            figures["images"] += images
+            if loop_start is None:  # time from the end of step 1: worker start-up is not throughput
+                loop_start = time.perf_counter()
+            else:
+                timed_images += images
+            for name, value in {"total": loss, **terms}.items():
+                interval_losses[name] = interval_losses.get(name, 0.0) + value.item()
+            interval_steps += 1
+            if step == start + 1 or step % train_cfg["log_every"] == 0 or step == total:
+                elapsed = time.perf_counter() - interval_start
+                losses = means_over_ranks({name: value / interval_steps
+                                           for name, value in interval_losses.items()}, env)
+                if figures["first_loss"] is None:
+                    figures["first_loss"] = losses["total"]
+                figures["final_loss"] = losses["total"]
+                metrics.log(step, losses, scheduler.get_last_lr()[0],
+                            images * interval_steps / elapsed, elapsed / interval_steps)
+                interval_losses, interval_steps, interval_start = {}, 0, time.perf_counter()
+            if env.is_main and (step % train_cfg["checkpoint_every"] == 0 or step == total):
+                save_checkpoint(checkpoint, checkpoint_state(model, optimizer, scheduler, step, cfg, env))
     seconds = time.perf_counter() - loop_start if loop_start else 0.0
     figures["samples_per_s"] = timed_images / seconds if seconds > 0 else 0.0
     figures["data_fraction"] = figures["data_seconds"] / seconds if seconds > 0 else 0.0
@@ -280,14 +350,22 @@ def run_training(cfg: dict, shards: Path, out: Path, resume: bool = False) -> di
     (share of the timed loop spent waiting for batches), peak_rss_mb (this process), checkpoint,
     run_dir.
     """
-    train_shards(shards)  # fail fast on missing shards, before building the model
+    main_rank, bad_shards = int(os.environ.get("RANK", "0")) == 0, cfg["train"]["bad_shards"]
+    # Fail fast on missing or cut shards, before building the model; every rank checks (the
+    # process group does not exist yet) and finds the same list, rank 0 alone reports.
+    urls = (train_shards(shards, bad_shards, warn_on_stderr) if main_rank
+            else train_shards(shards, bad_shards))
     out = Path(out).resolve()
     # Rank 0 writes the run folder: one training at a time in it (a second is refused).
-    with FolderLock(out, "training") if int(os.environ.get("RANK", "0")) == 0 else nullcontext():
-        return _train(cfg, shards, out, resume)
+    with FolderLock(out, "training") if main_rank else nullcontext():
+        return _train(cfg, urls, out, resume)
 
 
-def _train(cfg: dict, shards: Path, out: Path, resume: bool) -> dict:
+def warn_on_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _train(cfg: dict, urls: list[str], out: Path, resume: bool) -> dict:
     env = init_distributed()
     if env.device.type == "cpu":
         torch.set_num_threads(cpu_threads(cfg["train"]["threads"]))
@@ -295,8 +373,8 @@ def _train(cfg: dict, shards: Path, out: Path, resume: bool) -> dict:
         save_config(cfg, out)
     model, optimizer, scheduler = setup_model(cfg, env)
     start = restore(last_checkpoint_path(out), model, optimizer, scheduler, cfg, env) if resume else 0
-    stream = batch_iterator(shards, cfg["train"], cfg["seed"], env.rank, env.world_size,
-                            start_batch=start, pin_memory=env.device.type == "cuda")
+    stream = batch_stream(urls, cfg["train"], cfg["seed"], env.rank, env.world_size,
+                          start_batch=start, pin_memory=env.device.type == "cuda")
     figures = train_steps(model, optimizer, scheduler, stream, cfg, out, start, env)
     steps = max(start, cfg["train"]["steps"])
     write_rank_record(out, env, {"steps": steps, "steps_run": steps - start,
@@ -310,8 +388,20 @@ def _train(cfg: dict, shards: Path, out: Path, resume: bool) -> dict:
             "checkpoint": str(last_checkpoint_path(out)), "run_dir": str(out)}
 
 
+def error_text(exc: Exception) -> str:
+    """An error's message for the user. One raised in a DataLoader worker (a shard that breaks
+    during training) is re-raised with the worker's traceback as its message: only the last
+    line, the original message, is kept."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]   # "shards.reader.ShardError: <message>"
+    return last.partition(": ")[2] or last
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shards", required=True, type=Path, help="stage 1 output folder")
     parser.add_argument("--out", required=True, type=Path, help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.pt")
@@ -329,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_NON_FINITE
     except (ShardError, ModelConfigError, LockedError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        print(f"error: {error_text(exc)}", file=sys.stderr, flush=True)
         return 2
     finally:
         if dist.is_initialized():

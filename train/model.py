@@ -15,6 +15,7 @@ from torch import nn
 
 from stylize.parts.checkpoint import CheckpointError, load_into
 from stylize.parts.vgg import RELU_CHANNELS, RELU_NAMES, VGGFeatures, modules_up_to, vgg_normalised
+from train.checkpoint import load_checkpoint
 
 
 class ModelConfigError(ValueError):
@@ -149,9 +150,11 @@ def load_encoder(checkpoint_path: str | Path, map_location: str | torch.device =
                  ) -> tuple[StyleEncoder, dict]:
     """Rebuild the encoder from a training checkpoint (its saved config), in eval mode.
 
-    Returns the encoder and the resolved config it was trained with.
+    Returns the encoder and the resolved config it was trained with. A file that cannot be read
+    as a checkpoint is a ``CheckpointReadError``; one of another architecture fails in
+    ``load_state_dict`` (RuntimeError).
     """
-    checkpoint = torch.load(checkpoint_path, map_location=map_location, weights_only=True)
+    checkpoint = load_checkpoint(checkpoint_path, map_location=map_location)
     cfg = checkpoint["config"]
     encoder = build_encoder(cfg, load_weights=False)
     encoder.load_state_dict(checkpoint["model"])
