@@ -57,8 +57,11 @@ class Plan:
         lines = []
         for split in self.splits():
             samples = [g for s in self.shards if s.split == split for g in s.groups]
-            contents = {i.content_id for g in samples for i in g.items}
             images = sum(len(g.items) for g in samples)
+            if split == CROPS_SPLIT:   # cut from the style images: no content images
+                lines.append(f"{split}: {len(samples)} styles, {images} crops")
+                continue
+            contents = {i.content_id for g in samples for i in g.items}
             lines.append(f"{split}: {len(samples)} styles, {len(contents)} contents, {images} images")
         return lines
 
