@@ -7,8 +7,9 @@
 2. The command, run as a user runs it (a subprocess), by default with one actor
    (embed.ray.num_actors=1, so both sides use one CPU and the ratio is the pipeline's cost, not
    thread scaling; override it to compare more): images/s from Ray's start to the last file
-   (Ray, actor and model start-up included) and since the first batch began (steady state: opening
-   the images, Ray Data, writing the files). Target: steady state >= 0.9x bare.
+   (Ray, actor and model start-up included) and after the first batch (steady state: opening
+   the images, Ray Data, writing the files; the first batch pays the first call's allocations,
+   as the bare pass's warm-up call does). Target: steady state >= 0.9x bare.
 Without --checkpoint the model is the config's encoder with random weights (the tiny config:
 ViT + VGG moments at 64 px), saved as a training checkpoint. Figures go to <out>/bench.json.
 """
