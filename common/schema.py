@@ -210,7 +210,7 @@ class Embed(Section):
     rows_per_file: Positive
     extensions: Annotated[list[Annotated[str, Field(pattern=r"^\.\w+$")]], Field(min_length=1)]
     fuse_weights: Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)]
-    progress_every_s: PositiveFloat
+    progress_every_s: NonNegativeFloat
     ray: EmbedRay
 
 
