@@ -77,19 +77,30 @@ def _resolve(value: Any, folder: Path) -> Any:
     return str(path if path.is_absolute() else (folder / path).resolve())
 
 
+_MISSING = object()
+
+
+def _lookup(data: Any, keys: Iterable[str]) -> Any:
+    """The value at the nested ``keys`` of ``data``; ``_MISSING`` where a level is absent or
+    not a mapping (a config file may hold anything until the schema has checked it)."""
+    for key in keys:
+        if not isinstance(data, dict) or key not in data:
+            return _MISSING
+        data = data[key]
+    return data
+
+
 def resolve_paths(data: dict, folder: Path) -> dict:
     """``data`` (a config file's mapping or an override) with its relative paths made absolute
     against ``folder``."""
     data = copy.deepcopy(data)
     for dotted in PATH_KEYS:
         *parents, leaf = dotted.split(".")
-        section = data
-        for part in parents:
-            section = section.get(part) if isinstance(section, dict) else None
+        section = _lookup(data, parents)
         if isinstance(section, dict) and leaf in section:
             section[leaf] = _resolve(section[leaf], folder)
-    methods = (data.get("stylize") or {}).get("methods") if isinstance(data.get("stylize"), dict) else None
-    for options in (methods or {}).values() if isinstance(methods, dict) else ():
+    methods = _lookup(data, ("stylize", "methods"))
+    for options in methods.values() if isinstance(methods, dict) else ():
         if isinstance(options, dict):
             for key in set(options) & set(METHOD_FILE_OPTIONS):
                 options[key] = _resolve(options[key], folder)
@@ -139,12 +150,6 @@ def _file_chain(path: Path) -> list[Path]:
     return chain
 
 
-def _has_key(data: Any, keys: tuple) -> bool:
-    for key in keys:
-        if not isinstance(data, dict) or key not in data:
-            return False
-        data = data[key]
-    return True
 
 
 def _set_by(keys: tuple, path: Path, overrides: list[str]) -> str:
@@ -153,7 +158,7 @@ def _set_by(keys: tuple, path: Path, overrides: list[str]) -> str:
         set_keys = tuple(parse_override(text)[0])
         if keys[: len(set_keys)] == set_keys or set_keys[: len(keys)] == keys:
             return f"override '{text}'"
-    return str(next((f for f in _file_chain(path) if _has_key(_read_yaml(f), keys)), path))
+    return str(next((f for f in _file_chain(path) if _lookup(_read_yaml(f), keys) is not _MISSING), path))
 
 
 def validate(cfg: dict, path: str | Path, overrides: Iterable[str] = ()) -> dict:

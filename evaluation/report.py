@@ -47,6 +47,11 @@ def chance_levels(results: Results) -> dict[str, dict[str, float]]:
     return levels
 
 
+def with_chance_row(results: Results, label: str = CHANCE_ROW) -> Results:
+    """``results`` plus one more row, ``label``, holding each split's chance levels."""
+    return {**results, label: chance_levels(results)}
+
+
 def write_json(results: Results, meta: dict, path: Path, tagging: TaggingResult | None = None) -> None:
     models = {model: {split: {k: _finite_or_none(v) for k, v in metrics.items()
                               if not k.endswith(CHANCE_SUFFIX)}
@@ -66,9 +71,9 @@ def _cell(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.2f}"
 
 
-def _table(results: Results, metric: str, roles: SplitRoles) -> list[str]:
-    """Models as rows, splits as columns; the training-method average and the held-out split
-    stand apart at the right."""
+def _table(rows: Results, metric: str, roles: SplitRoles) -> list[str]:
+    """Models (and the chance row) as rows, splits as columns; the training-method average and
+    the held-out split stand apart at the right."""
     columns = roles.tests
     header = ["model"] + columns
     if roles.tests:
@@ -76,7 +81,6 @@ def _table(results: Results, metric: str, roles: SplitRoles) -> list[str]:
     if roles.held_out:
         header.append(f"**{roles.held_out} (held out)**")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    rows = {**results, CHANCE_ROW: chance_levels(results)}
     for model, splits in rows.items():
         cells = [_cell(splits.get(c, {}).get(metric, float("nan"))) for c in columns]
         if roles.tests:
@@ -98,10 +102,11 @@ def markdown_report(results: Results, roles: SplitRoles, meta: dict) -> str:
         lines += [f"Note: `{baseline}` computes the code that conditioned the network which "
                   f"stylized {', '.join(f'`{s}`' for s in splits)}: there it scores its own "
                   "conditioning code, not an independent view of style.", ""]
+    rows = with_chance_row(results)
     for metric in metrics_for(TEST):
         better = "lower is better" if metric.lower_is_better else "higher is better"
         lines += [f"## {metric.title} ({better})", ""]
-        lines += _table(results, metric.name, roles) + [""]
+        lines += _table(rows, metric.name, roles) + [""]
     crops = roles.crops
     if crops and any(crops in splits for splits in results.values()):
         crop_metrics = metrics_for(CROPS)
@@ -111,7 +116,7 @@ def markdown_report(results: Results, roles: SplitRoles, meta: dict) -> str:
                   "Each crop queries all other crops; relevant = crops of the same image.", ""]
         lines += ["| model | " + " | ".join(m.title for m in crop_metrics) + " |",
                   "|" + "---|" * (1 + len(crop_metrics))]
-        for model, splits in {**results, CHANCE_ROW: chance_levels(results)}.items():
+        for model, splits in rows.items():
             if crops in splits:
                 cells = [_cell(splits[crops].get(m.name, float("nan"))) for m in crop_metrics]
                 lines.append("| " + " | ".join([model] + cells) + " |")

@@ -38,9 +38,9 @@ from evaluation.embed import (Embedder, EvalError, RecurringImages,  # noqa: E40
 from evaluation.fusion import FusedModel, fuse_split, parse_fused  # noqa: E402
 from evaluation.metrics import default_device, nearest_neighbours  # noqa: E402
 from evaluation.models import build_models, checkpoint_name  # noqa: E402
-from evaluation.report import (Results, chance_levels, markdown_report,  # noqa: E402
+from evaluation.report import (Results, markdown_report,  # noqa: E402
                                plot_retrieval_grid, plot_style_vs_content, plot_tagging,
-                               tagging_markdown, train_average, write_json)
+                               tagging_markdown, train_average, with_chance_row, write_json)
 from evaluation.scoring import CROPS, METRICS, TEST, score_split  # noqa: E402
 from evaluation.tagging_eval import (COLUMNS as TAG_COLUMNS, TaggingResult,  # noqa: E402
                                      TaggingTask, prepare_tagging, run_tagging)
@@ -192,7 +192,7 @@ def print_summary(results: Results, roles: SplitRoles) -> None:
     print(f"{'model':<20} " + " ".join(f"{title:>22}" for title, _, _ in columns)
           + "  (" + ", ".join(f"{m.title}: lower is better" for m in METRICS
                               if m.summary and m.lower_is_better) + ")")
-    rows = {**results, "chance": chance_levels(results)}
+    rows = with_chance_row(results, "chance")
     for model, splits in rows.items():
         values = [train_average(rows, model, roles, name) if split is None
                   else splits.get(split, {}).get(name, float("nan")) for _, name, split in columns]
