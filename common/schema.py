@@ -109,16 +109,23 @@ class Vgg(Section):
     max_layer: Relu
 
 
+class StyleNet(Section):
+    enabled: bool
+    style_size: Annotated[int, Field(ge=32)]    # stylize.magenta.MIN_STYLE_SIZE
+
+
 class Model(Section):
     embed_dim: Positive
     vit: Vit
     vgg: Vgg
+    style_net: StyleNet
     fusion_hidden: Positive
 
     @model_validator(mode="after")
     def one_branch(self) -> "Model":
-        if not (self.vit.enabled or self.vgg.enabled):
-            raise ValueError("vit.enabled and vgg.enabled are both false: enable at least one branch")
+        if not (self.vit.enabled or self.vgg.enabled or self.style_net.enabled):
+            raise ValueError("vit.enabled, vgg.enabled and style_net.enabled are all false: "
+                             "enable at least one branch")
         return self
 
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylize import configured_method, create_method
+from stylize.magenta import style_network
 from stylize.parts.vgg import RELU_CHANNELS, RELU_INDEX, VGGFeatures
 from train.model import ViTBranch, layer_moments, moment_norms, normalised_vgg, vgg_layers_up_to
 
@@ -181,11 +181,7 @@ class StyleVector(nn.Module):
 
 @register_baseline("magenta_style", conditions="magenta")
 def magenta_style(cfg: dict) -> nn.Module:
-    methods = cfg["stylize"]["methods"]
-    entry = next((name for name in methods if configured_method(name, methods)[0] == "magenta"), None)
-    options = configured_method(entry, methods)[1] if entry else {}
-    options.pop("work_size", None)   # only the style network runs here
-    return StyleVector(create_method("magenta", **options))
+    return StyleVector(style_network(cfg["stylize"]["methods"]))
 
 
 class ColourHistogram(nn.Module):

@@ -99,9 +99,9 @@ def markdown_report(results: Results, roles: SplitRoles, meta: dict) -> str:
              "what a random order scores on the same split (it depends on the split's sizes: "
              "compare each model with it, not with zero).", ""]
     for baseline, splits in meta.get("own_code_splits", {}).items():
-        lines += [f"Note: `{baseline}` computes the code that conditioned the network which "
-                  f"stylized {', '.join(f'`{s}`' for s in splits)}: there it scores its own "
-                  "conditioning code, not an independent view of style.", ""]
+        lines += [f"Note: `{baseline}` computes (a trained encoder: takes as input) the code that "
+                  f"conditioned the network which stylized {', '.join(f'`{s}`' for s in splits)}: "
+                  "there it scores its own conditioning code, not an independent view of style.", ""]
     rows = with_chance_row(results)
     for metric in metrics_for(TEST):
         better = "lower is better" if metric.lower_is_better else "higher is better"

@@ -62,12 +62,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def own_code_splits(names: list[str], shards: Path, splits: list[str]) -> dict[str, list[str]]:
-    """For each baseline that computes an NST network's conditioning code, the test splits that
-    network stylized (there the baseline scores the code the images were made from)."""
+def conditioning_models(models: list[Embedder], names: list[str]) -> dict[str, str]:
+    """Model name -> the NST method whose conditioning code it computes: the baselines that are
+    such a code, and the trained encoders that take it as input (a ``style_net`` branch)."""
+    encoders = {model.names[0]: "magenta" for model in models
+                if getattr(model.net, "style_net", None) is not None}
+    return {**encoders, **conditioning_baselines(names)}
+
+
+def own_code_splits(conditioning: dict[str, str], shards: Path, splits: list[str]) -> dict[str, list[str]]:
+    """For each model of ``conditioning`` (see :func:`conditioning_models`), the test splits its
+    NST network stylized (there the model sees the code the images were made from)."""
     networks = {split: set(read_info(shards / split).get("networks", {}).values()) for split in splits}
     return {name: [split for split in splits if method in networks[split]]
-            for name, method in conditioning_baselines(names).items()
+            for name, method in conditioning.items()
             if any(method in networks[split] for split in splits)}
 
 
@@ -154,7 +162,8 @@ def evaluate(args: argparse.Namespace) -> Results:
     meta = {"shards": str(shards), "held_out": roles.held_out, "train_splits": roles.tests,
             "device": str(device), "seconds": {},
             "synthetic_styles": cfg["data"]["style_manifest"] is None,
-            "own_code_splits": own_code_splits(names, shards, roles.test_columns())}
+            "own_code_splits": own_code_splits(conditioning_models(models, names), shards,
+                                               roles.test_columns())}
     grid_split = roles.held_out or roles.test_columns()[-1]
     recurring = RecurringImages(models, cfg["eval"]["batch_size"])
     for split_name, kind in splits:

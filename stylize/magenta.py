@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stylize.base import NSTMethod, register_method
+from stylize.base import NSTMethod, configured_method, register_method
 from stylize.parts.checkpoint import CheckpointError
 
 if TYPE_CHECKING:
@@ -247,3 +247,17 @@ class MagentaArbitrary(NSTMethod):
         # The transformer returns sizes rounded up to a multiple of 4: crop, then size back.
         painted = torch.from_numpy(painted[:, :self.work_size, :self.work_size]).to(self.device)
         return _resize(painted.permute(0, 3, 1, 2), (height, width)).clamp(0.0, 1.0).contiguous()
+
+
+def style_network(methods_cfg: dict, style_size: int | None = None,
+                  device: str | torch.device = "cpu") -> MagentaArbitrary:
+    """Magenta's networks with the model files of the config's first ``magenta`` entry in
+    ``stylize.methods`` (the package's files when there is none): the style network that
+    stylized the data, used as a descriptor. ``style_size`` overrides the entry's."""
+    entry = next((name for name in methods_cfg if configured_method(name, methods_cfg)[0] == "magenta"), None)
+    options = configured_method(entry, methods_cfg)[1] if entry else {}
+    options.pop("work_size", None)   # only the style network runs
+    if style_size is not None:
+        options["style_size"] = style_size
+    return MagentaArbitrary(**{**options, "device": device})
+

@@ -107,10 +107,11 @@ def test_inherit_and_override_errors_name_their_source(tmp_path):
     ("embed.extensions=[jpg]", r"embed.extensions.0 = 'jpg'"),
 ])
 def test_schema_names_key_value_and_source(override, message):
-    if message is None:   # a valid change: one branch off is allowed, both off is not
+    if message is None:   # a valid change: one branch off is allowed, all off is not
         load_config(None, [override])
         with pytest.raises(ConfigError, match="enable at least one branch"):
-            load_config(None, [override, "train.model.vgg.enabled=false"])
+            load_config(None, [override, "train.model.vgg.enabled=false",
+                               "train.model.style_net.enabled=false"])
         return
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])

@@ -253,19 +253,22 @@ def test_pretrained_style_vector_and_colour_histogram_baselines_end_to_end(eval_
     shards = tmp_path / "shards"
     shutil.copytree(eval_inputs["shards"], shards)
     # Say that test-m1 was stylized by Magenta's network: its style vector then scores its
-    # own conditioning code there, which the report must say.
+    # own conditioning code there, which the report must say; so does the checkpoint, whose
+    # encoder has the style network as a branch (train.model.style_net, on by default).
     info_path = shards / "test-m1" / "_info.json"
     info = json.loads(info_path.read_text())
     info_path.write_text(json.dumps({**info, "networks": {"m1": "magenta"}}))
     out = tmp_path / "eval"
-    result = _run_eval(["--shards", str(shards), "--baselines", "magenta_style,colour_hist",
+    result = _run_eval(["--shards", str(shards), "--checkpoint", str(eval_inputs["checkpoint"]),
+                        "--baselines", "magenta_style,colour_hist",
                         "--out", str(out), *EVAL_OVERRIDES], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
-    assert set(report["models"]) == {"magenta_style", "colour_hist"}
-    assert report["meta"]["own_code_splits"] == {"magenta_style": ["test-m1"]}
+    assert set(report["models"]) == {"run", "magenta_style", "colour_hist"}
+    assert report["meta"]["own_code_splits"] == {"run": ["test-m1"], "magenta_style": ["test-m1"]}
     markdown = (out / "report.md").read_text()
-    assert "`magenta_style` computes the code that conditioned" in markdown and "`test-m1`" in markdown
+    assert "`magenta_style` computes (a trained encoder: takes as input) the code that" in markdown
+    assert "`run` computes" in markdown and "`test-m1`" in markdown
     # Factory styles are palettes: the palette descriptor finds them far above chance (~17%).
     assert report["models"]["colour_hist"]["test-m1"]["style_map"] > 50.0
     codes = np.load(out / "embeddings" / "magenta_style" / "test-m2.npz")["images"]

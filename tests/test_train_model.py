@@ -21,23 +21,46 @@ def images(n: int = 3, size: int = 32) -> torch.Tensor:
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("vit, vgg", [(True, True), (True, False), (False, True)])
-def test_codes_are_unit_norm_for_every_branch_mix(vit, vgg):
-    cfg = small_cfg(f"train.model.vit.enabled={vit}", f"train.model.vgg.enabled={vgg}")
+@pytest.mark.parametrize("vit, vgg, style_net", [(True, True, True), (True, True, False),
+                                                  (True, False, False), (False, True, False),
+                                                  (False, False, True)])
+def test_codes_are_unit_norm_for_every_branch_mix(vit, vgg, style_net):
+    cfg = small_cfg(f"train.model.vit.enabled={vit}", f"train.model.vgg.enabled={vgg}",
+                    f"train.model.style_net.enabled={style_net}")
     encoder = build_encoder(cfg).eval()
     codes = encoder(images())
     assert codes.shape == (3, 32)
     assert torch.allclose(codes.norm(dim=1), torch.ones(3), atol=1e-5)
     assert (encoder.vit is not None) == vit and (encoder.vgg is not None) == vgg
+    assert (encoder.style_net is not None) == style_net
 
 
-def test_both_branches_off_is_an_error():
+def test_all_branches_off_is_an_error():
+    off = ["train.model.vit.enabled=false", "train.model.vgg.enabled=false"]
     with pytest.raises(ConfigError, match="enable at least one branch"):   # a loaded config
-        small_cfg("train.model.vit.enabled=false", "train.model.vgg.enabled=false")
-    cfg = small_cfg("train.model.vit.enabled=false")                      # a dict built in code
-    cfg["train"]["model"]["vgg"]["enabled"] = False
-    with pytest.raises(ModelConfigError, match="both"):
+        small_cfg(*off, "train.model.style_net.enabled=false")
+    cfg = small_cfg(*off)                                                  # a dict built in code
+    cfg["train"]["model"]["style_net"]["enabled"] = False
+    with pytest.raises(ModelConfigError, match="all false"):
         build_encoder(cfg)
+
+
+def test_style_network_is_frozen_and_its_norm_trains():
+    encoder = build_encoder(small_cfg("train.model.vit.enabled=false", "train.model.vgg.enabled=false"))
+    assert [name for name, _ in encoder.style_net.named_parameters()] == ["norm.weight", "norm.bias"]
+    encoder(images()).sum().backward()
+    assert encoder.style_net.norm.weight.grad.abs().sum() > 0
+    # its vectors are the pretrained network's, at the configured size
+    vectors = encoder.style_net.network.style_vectors(images())
+    assert encoder.style_net.network.style_size == 128 and vectors.shape == (3, 100)
+    expected = torch.nn.functional.layer_norm(vectors, (100,))
+    assert torch.allclose(encoder.style_net(images()), expected, atol=1e-5)
+
+
+def test_style_network_files_come_from_the_magenta_entry(tmp_path):
+    missing = tmp_path / "none.onnx"
+    with pytest.raises(Exception, match="none.onnx"):
+        build_encoder(small_cfg(f"stylize.methods.magenta.predict_model={missing}"))
 
 
 def test_frozen_vgg_gets_no_gradient_and_trainable_does():

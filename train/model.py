@@ -1,5 +1,7 @@
-"""The two-branch style encoder: a timm ViT and the normalised VGG19's AdaIN moments, fused
-by an MLP into one L2-normalised style code.
+"""The style encoder: a timm ViT and the normalised VGG19's AdaIN moments (the published two
+branches), optionally with a third, frozen pretrained style network (Magenta's style-prediction
+network, the role ALADIN's pretrained code plays), fused by an MLP into one L2-normalised style
+code.
 
 Inputs are RGB in [0, 1]; each branch applies its own normalisation (the ViT its timm
 mean/std, the VGG branch none: the first 1x1 conv of ``vgg_normalised.pth`` does it).
@@ -13,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylize.magenta import STYLE_DIM, style_network
 from stylize.parts.checkpoint import CheckpointError, load_into
 from stylize.parts.vgg import RELU_CHANNELS, RELU_NAMES, VGGFeatures, modules_up_to, vgg_normalised
 from train.checkpoint import load_checkpoint
@@ -113,23 +116,52 @@ def moment_norms(layers: list[str]) -> nn.ModuleDict:
     return nn.ModuleDict({name: nn.LayerNorm(2 * RELU_CHANNELS[name]) for name in layers})
 
 
+class StyleNetBranch(nn.Module):
+    """Magenta's pretrained style-prediction network, frozen: its 100-d style vector, LayerNormed.
+
+    The network runs in onnxruntime (frozen, so no gradient is needed) at ``style_size`` px, on
+    the device of the images it gets (CUDA provider with onnxruntime-gpu); its model files are
+    those of the config's ``magenta`` NST entry. Only the LayerNorm is trained.
+    """
+
+    def __init__(self, cfg: dict, methods_cfg: dict):
+        super().__init__()
+        self.style_size, self.methods_cfg = cfg["style_size"], methods_cfg
+        self.network = style_network(methods_cfg, self.style_size)   # on CPU: files checked now
+        self.norm = nn.LayerNorm(STYLE_DIM)
+        self.out_dim = STYLE_DIM
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.device != self.network.device:   # the module moved: so does the session
+            self.network = style_network(self.methods_cfg, self.style_size, images.device)
+        # clone(): the network answers in inference mode; autograd needs an ordinary tensor
+        vectors = self.network.style_vectors(images.detach()).clone().to(images.device)
+        return self.norm(vectors)
+
+
 class StyleEncoder(nn.Module):
     """Images (B, 3, H, W) in [0, 1] -> (B, embed_dim) L2-normalised style codes.
 
     Images of another size are resized to ``image_size`` first, so evaluation can feed any
     resolution. ``load_weights=False`` skips the pretrained files (a checkpoint supplies them).
+    ``methods_cfg`` (``stylize.methods``) names the style network's files (``style_net``).
     """
 
-    def __init__(self, model_cfg: dict, image_size: int, load_weights: bool = True):
+    def __init__(self, model_cfg: dict, image_size: int, load_weights: bool = True,
+                 methods_cfg: dict | None = None):
         super().__init__()
         vit_on, vgg_on = model_cfg["vit"]["enabled"], model_cfg["vgg"]["enabled"]
-        if not (vit_on or vgg_on):
-            raise ModelConfigError("train.model.vit.enabled and train.model.vgg.enabled are both "
-                                   "false: switch at least one branch on")
+        style_on = model_cfg["style_net"]["enabled"]
+        if not (vit_on or vgg_on or style_on):
+            raise ModelConfigError("train.model.vit.enabled, train.model.vgg.enabled and "
+                                   "train.model.style_net.enabled are all false: switch at least "
+                                   "one branch on")
         self.image_size = image_size
         self.vit = ViTBranch(model_cfg["vit"], image_size, load_weights) if vit_on else None
         self.vgg = VGGMomentsBranch(model_cfg["vgg"], load_weights) if vgg_on else None
-        in_dim = sum(branch.out_dim for branch in (self.vit, self.vgg) if branch is not None)
+        # The style network's files are read even from a checkpoint: it holds no copy of them.
+        self.style_net = StyleNetBranch(model_cfg["style_net"], methods_cfg or {}) if style_on else None
+        in_dim = sum(branch.out_dim for branch in self.branches())
         self.fusion = nn.Sequential(nn.Linear(in_dim, model_cfg["fusion_hidden"]), nn.GELU(),
                                     nn.Linear(model_cfg["fusion_hidden"], model_cfg["embed_dim"]))
 
@@ -137,13 +169,17 @@ class StyleEncoder(nn.Module):
         if images.shape[-2:] != (self.image_size, self.image_size):
             images = F.interpolate(images, size=(self.image_size, self.image_size),
                                    mode="bilinear", antialias=True, align_corners=False)
-        parts = [branch(images).float() for branch in (self.vit, self.vgg) if branch is not None]
+        parts = [branch(images).float() for branch in self.branches()]
         return F.normalize(self.fusion(torch.cat(parts, dim=1)).float(), dim=1)
+
+    def branches(self) -> list[nn.Module]:
+        return [branch for branch in (self.vit, self.vgg, self.style_net) if branch is not None]
 
 
 def build_encoder(cfg: dict, load_weights: bool = True) -> StyleEncoder:
     """The encoder a resolved config describes."""
-    return StyleEncoder(cfg["train"]["model"], cfg["train"]["image_size"], load_weights)
+    return StyleEncoder(cfg["train"]["model"], cfg["train"]["image_size"], load_weights,
+                        cfg["stylize"]["methods"])
 
 
 def load_encoder(checkpoint_path: str | Path, map_location: str | torch.device = "cpu"
