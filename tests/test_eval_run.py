@@ -30,7 +30,7 @@ SPLITS = ("test-m1", "test-m2")
 # A small encoder: the VGG branch up to relu2_1 only, at 32 px.
 MODEL_OVERRIDES = ["train.image_size=32", "train.model.vit.enabled=false",
                    "train.model.vgg.max_layer=relu2_1", "train.model.embed_dim=16",
-                   "train.model.fusion_hidden=32"]
+                   "train.model.fusion_hidden=32", "train.model.style_net.style_size=32"]
 # No fused pairs (the default ones fuse a model named nst) and no tagging (no train split here):
 # tests/test_eval_tagging.py covers both.
 EVAL_OVERRIDES = ["eval.image_size=32",

@@ -28,7 +28,8 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 CONFIG = ["--config", str(DEFAULT_CONFIG)]   # the config the factory records with its shards
 TINY = ["train.image_size=32", "train.model.vit.name=vit_tiny_patch16_224", "train.model.vit.patch_size=8",
         "train.model.vgg.max_layer=relu2_1", "train.styles_per_batch=3", "train.images_per_style=2",
-        "train.threads=1", "train.log_every=2", "train.warmup_steps=2", "train.shuffle_buffer=4"]
+        "train.threads=1", "train.log_every=2", "train.warmup_steps=2", "train.shuffle_buffer=4",
+        "train.model.style_net.style_size=32"]
 
 
 def tiny_cfg(*overrides: str) -> dict:
