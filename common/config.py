@@ -150,8 +150,6 @@ def _file_chain(path: Path) -> list[Path]:
     return chain
 
 
-
-
 def _set_by(keys: tuple, path: Path, overrides: list[str]) -> str:
     """Where the value at ``keys`` came from: the last override or the nearest file setting it."""
     for text in reversed(overrides):

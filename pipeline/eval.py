@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def conditioning_models(models: list[Embedder], names: list[str]) -> dict[str, str]:
     """Model name -> the NST method whose conditioning code it computes: the baselines that are
     such a code, and the trained encoders that take it as input (a ``style_net`` branch)."""
-    encoders = {model.names[0]: "magenta" for model in models
+    encoders = {model.names[0]: model.net.style_net.method for model in models
                 if getattr(model.net, "style_net", None) is not None}
     return {**encoders, **conditioning_baselines(names)}
 

@@ -59,7 +59,7 @@ def test_style_network_is_frozen_and_its_norm_trains():
 
 def test_style_network_files_come_from_the_magenta_entry(tmp_path):
     missing = tmp_path / "none.onnx"
-    with pytest.raises(Exception, match="none.onnx"):
+    with pytest.raises(FileNotFoundError, match="none.onnx"):
         build_encoder(small_cfg(f"stylize.methods.magenta.predict_model={missing}"))
 
 

@@ -124,6 +124,8 @@ class StyleNetBranch(nn.Module):
     those of the config's ``magenta`` NST entry. Only the LayerNorm is trained.
     """
 
+    method = "magenta"   # the registered NST method whose conditioning code the branch computes
+
     def __init__(self, cfg: dict, methods_cfg: dict):
         super().__init__()
         self.style_size, self.methods_cfg = cfg["style_size"], methods_cfg
