@@ -34,13 +34,56 @@ class ConfigError(ValueError):
     """A config file or override that cannot be applied; the message names file and key."""
 
 
+class _DuplicateKey(Exception):
+    """A key given twice in one YAML mapping; the caller adds the file or override."""
+
+    def __init__(self, dotted: str, line: int, first: int):
+        super().__init__(f"duplicate key '{dotted}' at line {line} (first at line {first})")
+
+
+def _check_duplicates(node: yaml.Node, prefix: str = "", seen: set[int] | None = None) -> None:
+    """Raise _DuplicateKey for a key given twice in one mapping of the tree under ``node``."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:   # an alias: its anchor's tree was checked already
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else f"<{key.tag}>"
+            dotted, line = f"{prefix}{name}", key.start_mark.line + 1
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if (key.tag, key.value) in lines:
+                    raise _DuplicateKey(dotted, line, lines[key.tag, key.value])
+                lines[key.tag, key.value] = line
+            _check_duplicates(value, dotted + ".", seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for number, item in enumerate(node.value):
+            _check_duplicates(item, f"{prefix}{number}.", seen)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: PyYAML keeps the last one,
+    so an edit meant to change a setting could be silently undone further down the file."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_duplicates(node)
+        return super().construct_document(node)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictLoader)
+
+
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _load_yaml(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
@@ -107,14 +150,31 @@ def resolve_paths(data: dict, folder: Path) -> dict:
     return data
 
 
-def load_file(path: str | Path) -> dict:
+class _InheritLoop(ConfigError):
+    """Raised as it is through every file of the loop (each would only repeat it)."""
+
+
+def _loop_error(chain: tuple[Path, ...]) -> _InheritLoop:
+    folders = {p.parent for p in chain}
+    names = [p.name if len(folders) == 1 else str(p) for p in chain]
+    where = f" (in {chain[0].parent})" if len(folders) == 1 else ""
+    return _InheritLoop(f"inherit loop: {' → '.join(names)}{where}")
+
+
+def load_file(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """A config file merged over its ``inherit`` ancestors; ``_chain`` holds the files that
+    inherit it (a file among them is a loop, which would otherwise recurse without end)."""
     path = Path(path).resolve()
+    if path in _chain:
+        raise _loop_error(_chain[_chain.index(path):] + (path,))
     data = resolve_paths(_read_yaml(path), path.parent)
     parent = data.pop("inherit", None)
     if parent is None:
         return data
     try:
-        base = load_file(path.parent / parent)
+        base = load_file(path.parent / parent, _chain + (path,))
+    except _InheritLoop:
+        raise
     except ConfigError as exc:
         raise ConfigError(f"{path}: inherit: {parent!r} (resolved against the file's folder): {exc}") from None
     return merge(base, data, str(path))
@@ -126,9 +186,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     # YAML parsing gives numbers, booleans, null and [lists] their natural types.
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = _load_yaml(raw) if raw != "" else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"override '{text}': the value is not valid YAML: {exc}") from None
+    except _DuplicateKey as exc:
+        raise ConfigError(f"override '{text}': {exc}") from None
     return key.strip().split("."), value
 
 

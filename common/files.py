@@ -50,7 +50,14 @@ def write_json(path: str | Path, payload: Any) -> None:
 
 
 class LockedError(RuntimeError):
-    """Another live process is writing the same output folder."""
+    """The output folder cannot be taken for this run: another live process is writing it."""
+
+
+class UnwritableError(LockedError):
+    """The output folder cannot be written at all (a read-only file system, no permission).
+
+    A LockedError so that every entry point that reports a held folder reports this too, as one
+    line and a non-zero exit, before any work."""
 
 
 class FolderLock:
@@ -70,8 +77,7 @@ class FolderLock:
         import fcntl
         import sys
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+b")
+        fh = self._open()
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -86,6 +92,16 @@ class FolderLock:
         fh.flush()
         self._fh = fh
         return self
+
+    def _open(self) -> BinaryIO:
+        """The lock file, opened for writing: the first write into the folder, so a folder that
+        takes none fails here, named, instead of as a traceback from deep in the run."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return open(self.path, "a+b")
+        except OSError as exc:
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise UnwritableError(f"cannot write to {self.path.parent}: {reason}") from None
 
     def __exit__(self, *exc) -> None:
         if self._fh is not None:

@@ -112,6 +112,7 @@ class Vgg(Section):
 class StyleNet(Section):
     enabled: bool
     style_size: Annotated[int, Field(ge=32)]    # stylize.magenta.MIN_STYLE_SIZE
+    residual: bool
 
 
 class Model(Section):
@@ -126,11 +127,18 @@ class Model(Section):
         if not (self.vit.enabled or self.vgg.enabled or self.style_net.enabled):
             raise ValueError("vit.enabled, vgg.enabled and style_net.enabled are all false: "
                              "enable at least one branch")
+        # The code starts as the style vector itself: it needs room for its 100 dimensions
+        # (stylize.magenta.STYLE_DIM) to keep every cosine, and so every ranking, unchanged.
+        if self.style_net.enabled and self.style_net.residual and self.embed_dim < 100:
+            raise ValueError(f"style_net.residual needs embed_dim >= 100 (the style vector's "
+                             f"size), got {self.embed_dim}: raise embed_dim or set "
+                             "style_net.residual=false")
         return self
 
 
 class Train(Section):
     mode: Literal["nst", "no_nst"]
+    positives: Literal["style", "group", "both"]
     image_size: Side
     steps: Positive
     warmup_steps: NonNegative
@@ -175,6 +183,17 @@ class Tagging(Section):
     head: Head
 
 
+class Labelled(Section):
+    table: FilePath
+    columns: Optional[Annotated[list[Text], Field(min_length=1)]]
+    protocols: Annotated[list[Literal["loo", "split", "unseen"]], Field(min_length=1)]
+    split_file: FilePath
+    query_fraction: Fraction
+    ks: Annotated[list[Positive], Field(min_length=1)]
+    world: bool
+    picture_queries: NonNegative
+
+
 class Eval(Section):
     image_size: Side
     batch_size: Positive
@@ -188,6 +207,7 @@ class Eval(Section):
     grid_neighbours: Positive
     fused: list[Fused]
     tagging: Tagging
+    labelled: Labelled
 
 
 class Demo(Section):
@@ -251,6 +271,7 @@ class Config(Section):
 # working directory for a command-line override), and options of NST methods that name model
 # files (stylize.methods.<name>.<option>).
 PATH_KEYS = ("world.dir", "data.content_manifest", "data.style_manifest",
-             "train.model.vit.pretrained_file", "train.model.vgg.weights", "eval.tagging.text_model")
+             "train.model.vit.pretrained_file", "train.model.vgg.weights", "eval.tagging.text_model",
+             "eval.labelled.table", "eval.labelled.split_file")
 METHOD_FILE_OPTIONS = ("dir", "vgg", "decoder", "transformer", "encoder", "ae", "dec_b",
                        "pama1", "pama2", "pama3", "predict_model", "transform_model")

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from evaluation.baselines import list_baselines  # noqa: E402
 from evaluation.scoring import CHANCE_SUFFIX, CROPS, TEST, metrics_for  # noqa: E402
 from evaluation.tagging_eval import COLUMNS as TAG_COLUMNS, TaggingResult  # noqa: E402
 from shards.reader import SplitRoles  # noqa: E402
@@ -91,6 +92,19 @@ def _table(rows: Results, metric: str, roles: SplitRoles) -> list[str]:
     return lines
 
 
+def own_code_note(model: str, splits: Sequence[str]) -> str:
+    """The note for a model that sees the code which conditioned the NST network of ``splits``:
+    a baseline computes that code, a trained encoder (its style-net branch) takes it as input."""
+    where = ", ".join(f"`{s}`" for s in splits)
+    if model in list_baselines():
+        return (f"Note: `{model}` computes the code that conditioned the network which stylized "
+                f"{where}: there it scores its own conditioning code, not an independent view of "
+                "style.")
+    return (f"Note: `{model}` takes as input (its style-net branch) the code that conditioned the "
+            f"network which stylized {where}: there it is given the very code the images were "
+            "made from, not an independent view of style.")
+
+
 def markdown_report(results: Results, roles: SplitRoles, meta: dict) -> str:
     lines = ["# Style retrieval evaluation", "",
              f"Shards: `{meta['shards']}`. Held-out NST method: `{meta['held_out']}`. "
@@ -98,10 +112,8 @@ def markdown_report(results: Results, roles: SplitRoles, meta: dict) -> str:
              "(a style code should not find images of the same content). The *chance* row is "
              "what a random order scores on the same split (it depends on the split's sizes: "
              "compare each model with it, not with zero).", ""]
-    for baseline, splits in meta.get("own_code_splits", {}).items():
-        lines += [f"Note: `{baseline}` computes (a trained encoder: takes as input) the code that "
-                  f"conditioned the network which stylized {', '.join(f'`{s}`' for s in splits)}: "
-                  "there it scores its own conditioning code, not an independent view of style.", ""]
+    for model, splits in meta.get("own_code_splits", {}).items():
+        lines += [own_code_note(model, splits), ""]
     rows = with_chance_row(results)
     for metric in metrics_for(TEST):
         better = "lower is better" if metric.lower_is_better else "higher is better"

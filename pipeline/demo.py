@@ -10,6 +10,8 @@ evaluation), prints the report and where everything went.
 Reads: the config (``data.*_manifest``, or the synthetic world of ``world``, generated when
 missing). Writes under ``--out``: ``config.yaml``, ``shards/`` (stage 1), ``runs/<variant>/``
 (checkpoints, metrics.jsonl, TensorBoard scalars), ``eval/`` (report.md, report.json, pictures).
+The first variant is also evaluated before its first step (``<variant>_step0``), so the report
+shows what training changed.
 Every step resumes: a rerun skips complete shards and finished training runs.
 """
 import sys
@@ -23,6 +25,7 @@ import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
+from collections import Counter  # noqa: E402
 
 from common.config import (DEFAULT_CONFIG, REPO_ROOT, ConfigError, add_config_args, load_config,  # noqa: E402
                            save_config)
@@ -57,8 +60,40 @@ def variant_overrides(cfg: dict, name: str) -> list[str]:
         raise DemoError(f"demo.run names variant '{name}', not in demo.variants ({known})") from None
 
 
+def train_styles_per_group(cfg: dict) -> dict[str, int]:
+    """Styles per group in the train split stage 1 will write (its plan, from the manifests)."""
+    from pipeline.plan import make_plan
+    from pipeline.stylize import resolve_inputs
+    from shards.manifest import read_content_manifest, read_style_manifest
+    from shards.schema import TRAIN_SPLIT
+    contents, styles = resolve_inputs(cfg)
+    plan = make_plan(read_content_manifest(contents), read_style_manifest(styles), cfg, cfg["seed"])
+    return Counter(sample.group for shard in plan.shards if shard.split == TRAIN_SPLIT
+                   for sample in shard.groups)
+
+
+def check_variants(config: str, overrides: list[str], cfg: dict) -> None:
+    """Every variant of ``demo.run`` can fill its batches from the train split: checked before
+    stage 1, so a short collection stops the run before any work, naming what to change."""
+    from shards.manifest import ManifestError
+    from train.data import batch_shortfall
+    try:
+        counts = train_styles_per_group(cfg)
+    except (ManifestError, ValueError):
+        return   # bad inputs: stage 1 checks them first and names the file and row
+    problems = []
+    for name in cfg["demo"]["run"]:
+        variant = load_config(config, overrides + variant_overrides(cfg, name))
+        shortfall = batch_shortfall(variant["train"], counts)
+        if shortfall:
+            problems.append(f"variant {name}: {shortfall} (e.g. in demo.variants.{name})")
+    if problems:
+        raise DemoError("; ".join(problems))
+
+
 def run_demo(config: str, overrides: list[str], out: Path) -> dict:
     cfg = load_config(config, overrides)
+    check_variants(config, overrides, cfg)
     out = out.resolve()
     save_config(cfg, out)
     shards, runs, report = out / "shards", out / "runs", out / "eval"
@@ -74,6 +109,9 @@ def run_demo(config: str, overrides: list[str], out: Path) -> dict:
                    *resume, *overrides, *variant_overrides(cfg, name)]
         timings[f"train {name}"] = _run(f"train {name}", command)
         checkpoints += ["--checkpoint", f"{name}={run_dir / 'checkpoints' / 'last.pt'}"]
+    # The first variant before training too: what training changed, side by side.
+    first = cfg["demo"]["run"][0]
+    checkpoints += ["--checkpoint", f"{first}_step0={runs / first / 'checkpoints' / 'step-0.pt'}"]
     timings["eval"] = _run("evaluation", [sys.executable, str(REPO_ROOT / "pipeline/eval.py"), *common,
                                           "--shards", str(shards), *checkpoints,
                                           "--out", str(report), *overrides])

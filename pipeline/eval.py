@@ -18,6 +18,17 @@ Writes to ``--out``: the report (``report.md``, ``report.json``: every metric pe
 split, with its chance level), the embeddings (``embeddings/<model>/<split>.npz``), the tagging
 scores (``tagging/<model>.npz``) and heads (``heads/<model>.pt``), the pictures and the
 resolved config.
+
+Labelled retrieval (docs/labelled.md): with ``eval.labelled.table`` (a CSV or parquet of image
+paths and label columns: artist, genre...), or on the synthetic world's held-out style groups
+(technique, palette, subject), every model embeds each image of the table once and is scored
+leave-one-out, on a fixed query/database split (``labelled/split.csv``, reused by reruns) and
+with the images stage 1 kept out of training as queries (``unseen``): mAP, mAP@k, P@1, recall@k and hit@k with exact chance levels, per-label best and worst,
+and ``labelled_grid.png``. ``--shards`` is then optional, and ``--embeddings NAME=DIR`` scores
+codes written by ``pipeline/embed.py`` without re-embedding:
+
+    python pipeline/eval.py --config mine.yaml eval.labelled.table=data/mine/labels.csv \
+        --checkpoint nst=run/nst/checkpoints/last.pt --embeddings mine=embeddings/ --out eval-art
 """
 import sys
 from pathlib import Path
@@ -30,12 +41,16 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from common.config import ConfigError, add_config_args, config_for_shards, save_config  # noqa: E402
+from common.config import (ConfigError, add_config_args, config_for_shards, load_config,  # noqa: E402
+                           save_config)
 from evaluation.baselines import conditioning_baselines  # noqa: E402
 from evaluation.embed import (Embedder, EvalError, RecurringImages,  # noqa: E402
                               SplitEmbeddings, check_split, content_manifest_path, embed_split,
                               load_split_images, model_names)
 from evaluation.fusion import FusedModel, fuse_split, parse_fused  # noqa: E402
+from evaluation.labelled_eval import (FOLDER as LABELLED_FOLDER, LabelledTask,  # noqa: E402
+                                      TableSource, embed_table, prepare_labelled, run_labelled,
+                                      stored_codes)
 from evaluation.metrics import default_device, nearest_neighbours  # noqa: E402
 from evaluation.models import build_models, checkpoint_name  # noqa: E402
 from evaluation.report import (Results, markdown_report,  # noqa: E402
@@ -44,20 +59,30 @@ from evaluation.report import (Results, markdown_report,  # noqa: E402
 from evaluation.scoring import CROPS, METRICS, TEST, score_split  # noqa: E402
 from evaluation.tagging_eval import (COLUMNS as TAG_COLUMNS, TaggingResult,  # noqa: E402
                                      TaggingTask, prepare_tagging, run_tagging)
-from shards.reader import ShardError, SplitRoles, read_info, split_roles  # noqa: E402
+from shards.manifest import read_style_manifest  # noqa: E402
+from shards.reader import ShardError, SplitRoles, read_index, read_info, split_roles  # noqa: E402
+from shards.schema import TRAIN_SPLIT  # noqa: E402
 from stylecode.identity import ModelSpec, Recipe  # noqa: E402
 from tagging import TaggingError  # noqa: E402
+from world.generate import MARKER as WORLD_MARKER, world_dir  # noqa: E402
+from world.labels import (NOTES as WORLD_NOTES, TABLE_NAME as WORLD_TABLE,  # noqa: E402
+                          world_groups, write_world_labels)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
-    parser.add_argument("--shards", required=True, help="stage 1 output folder (holds test-*/, crops/)")
+    parser.add_argument("--shards", default=None,
+                        help="stage 1 output folder (holds test-*/, crops/); optional with a "
+                             "labelled table (eval.labelled.table)")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]PATH",
                         help="a training checkpoint to evaluate; repeatable")
     parser.add_argument("--baselines", default=None,
                         help="comma-separated baselines, or 'none' (default: eval.baselines)")
+    parser.add_argument("--embeddings", action="append", default=[], metavar="[NAME=]DIR",
+                        help="codes written by pipeline/embed.py, scored on the labelled table "
+                             "without re-embedding; repeatable")
     parser.add_argument("--out", required=True, help="folder for the report and embeddings")
     return parser.parse_args(argv)
 
@@ -132,40 +157,50 @@ def tag(task: TaggingTask, args: argparse.Namespace, cfg: dict, models: list[Emb
     return result
 
 
-def evaluate(args: argparse.Namespace) -> Results:
-    cfg = config_for_shards(args.config, args.overrides, args.shards)
-    if args.baselines is not None:
-        cfg["eval"]["baselines"] = [] if args.baselines == "none" else args.baselines.split(",")
-    shards, out = Path(args.shards).resolve(), Path(args.out).resolve()
+def check_shards(shards: Path) -> SplitRoles:
+    """The test splits of ``shards``, each checked (content manifest, shards against their
+    stats) before any embedding work."""
     roles = split_roles(shards)
     if not roles.test_columns():
         raise EvalError(f"{shards} holds no test-<method> splits: point --shards at the output "
                         "folder of pipeline/stylize.py")
-    for split in roles.test_columns():  # fail before any embedding work, not after
+    for split in roles.test_columns():
         manifest = content_manifest_path(shards / split)
         if not manifest.is_file():
             raise EvalError(f"{shards / split}: content manifest not found: {manifest}")
     for split in roles.test_columns() + ([roles.crops] if roles.crops else []):
         check_split(shards / split)
-    device = default_device()
-    models = build_models(args.checkpoint, cfg, device)
-    fused = parse_fused(cfg["eval"]["fused"], model_names(models))
-    tagging = (prepare_tagging(cfg, shards, roles, str(device))
-               if cfg["eval"]["tagging"]["enabled"] else None)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out)
+    return roles
+
+
+def run_config(args: argparse.Namespace) -> dict:
+    """The config: the shards' (``--config`` may not contradict it), else ``--config``."""
+    if args.shards:
+        cfg = config_for_shards(args.config, args.overrides, args.shards)
+    else:
+        cfg = load_config(args.config, args.overrides)
+        if not cfg["eval"]["labelled"]["table"]:
+            raise EvalError("nothing to evaluate: give --shards (stage 1's output) and/or a "
+                            "labelled table (eval.labelled.table=FILE)")
+    if args.baselines is not None:
+        cfg["eval"]["baselines"] = [] if args.baselines == "none" else args.baselines.split(",")
+    return cfg
+
+
+def evaluate_splits(args: argparse.Namespace, cfg: dict, shards: Path, roles: SplitRoles,
+                    models: list[Embedder], fused: list[FusedModel], recurring: RecurringImages,
+                    out: Path, meta: dict) -> Results:
+    """Every model on every test split and the crops: embeddings saved, metrics scored."""
     names = model_names(models) + [f.name for f in fused]
     splits = [(name, TEST) for name in roles.test_columns()] + ([(roles.crops, CROPS)] if roles.crops else [])
-    print(f"evaluating {', '.join(names)} on {device}; splits: "
+    print(f"evaluating {', '.join(names)} on {meta['device']}; splits: "
           f"{', '.join(name for name, _ in splits)}", flush=True)
     results: Results = {name: {} for name in names}
-    meta = {"shards": str(shards), "held_out": roles.held_out, "train_splits": roles.tests,
-            "device": str(device), "seconds": {},
-            "synthetic_styles": cfg["data"]["style_manifest"] is None,
-            "own_code_splits": own_code_splits(conditioning_models(models, names), shards,
-                                               roles.test_columns())}
+    meta.update({"shards": str(shards), "held_out": roles.held_out, "train_splits": roles.tests,
+                 "synthetic_styles": cfg["data"]["style_manifest"] is None,
+                 "own_code_splits": own_code_splits(conditioning_models(models, names), shards,
+                                                    roles.test_columns())})
     grid_split = roles.held_out or roles.test_columns()[-1]
-    recurring = RecurringImages(models, cfg["eval"]["batch_size"])
     for split_name, kind in splits:
         split = embed_split(shards / split_name, models, cfg["eval"]["batch_size"],
                             with_contents=kind == TEST, recurring=recurring)
@@ -173,23 +208,119 @@ def evaluate(args: argparse.Namespace) -> Results:
         save_embeddings(split, out)
         started = time.time()
         for name in names:
-            results[name][split_name] = score_split(split, name, kind, cfg["eval"]["chunk_size"], device)
+            results[name][split_name] = score_split(split, name, kind, cfg["eval"]["chunk_size"],
+                                                    default_device())
         meta["seconds"][split_name] = {"embed": round(split.seconds, 2),
                                        "metrics": round(time.time() - started, 2)}
         print(f"  {split_name}: {len(split.style_ids)} images, embedded in {split.seconds:.1f}s, "
               f"metrics in {time.time() - started:.1f}s", flush=True)
         if split_name == grid_split:
             retrieval_grid(split, shards / split_name, names[0], cfg, out)
+    return results
+
+
+def evaluate_labelled(task: LabelledTask, args: argparse.Namespace, cfg: dict,
+                      models: list[Embedder], fused: list[FusedModel], out: Path,
+                      meta: dict) -> list[str]:
+    """Labelled retrieval of every model (and stored embeddings); returns the report lines."""
+    started = time.time()
+    codes = embed_table(task, models, fused, cfg["eval"]["batch_size"])
+    for text in args.embeddings:
+        name, stored = stored_codes(task, text)
+        if name in codes:
+            raise EvalError(f"--embeddings {text}: a model named {name!r} is evaluated already: "
+                            "use NAME=DIR")
+        codes[name] = stored
+    meta["labelled"], lines = run_labelled(task, codes, cfg, out)
+    meta["seconds"]["labelled"] = round(time.time() - started, 2)
+    print(f"  labelled: {len(task.table)} images of {task.table.source.name}, "
+          f"{', '.join(task.table.columns)}, in {time.time() - started:.1f}s", flush=True)
+    return lines
+
+
+def table_source(cfg: dict, shards: Path | None, out: Path) -> TableSource | None:
+    """The labelled table of the run: ``eval.labelled.table``, or the synthetic world's style
+    images of the groups stage 1 held out (``eval.labelled.world``), or None."""
+    lcfg = cfg["eval"]["labelled"]
+    if lcfg["table"]:
+        return TableSource(Path(lcfg["table"]), lcfg["columns"])
+    if not (lcfg["world"] and shards is not None and cfg["data"]["style_manifest"] is None):
+        return None
+    world = world_dir(cfg)
+    if not ((shards / TRAIN_SPLIT).is_dir() and (world / WORLD_MARKER).is_file()):
+        print(f"  labelled: skipped: the world's table needs its train split and the world "
+              f"({world}) to tell which groups were held out", flush=True)
+        return None
+    train_groups = set(read_index(shards / TRAIN_SPLIT).column("group").to_pylist())
+    if not train_groups <= world_groups(world):
+        print(f"  labelled: skipped: the shards were not made from the world in {world}", flush=True)
+        return None
+    path = out / LABELLED_FOLDER / WORLD_TABLE
+    columns = write_world_labels(world, train_groups, path)
+    if not columns:
+        print(f"  labelled: no label of the world's test groups is on two images: nothing to "
+              f"query in {path}", flush=True)
+        return None
+    return TableSource(path, columns, WORLD_NOTES)
+
+
+def trained_paths(cfg: dict, shards: Path | None) -> set[str] | None:
+    """The resolved paths of the style images of stage 1's train split (the images every
+    encoder of the run has seen), or None without shards, a train split or a style manifest
+    (the synthetic world's table holds no trained image)."""
+    if shards is None or cfg["data"]["style_manifest"] is None or not (shards / TRAIN_SPLIT).is_dir():
+        return None
+    train_ids = set(read_index(shards / TRAIN_SPLIT).column("style_id").to_pylist())
+    styles = read_style_manifest(cfg["data"]["style_manifest"], check_files=False)
+    return {str(Path(row.path).resolve()) for row in styles if row.style_id in train_ids}
+
+
+def evaluate(args: argparse.Namespace) -> Results:
+    cfg = run_config(args)
+    shards = Path(args.shards).resolve() if args.shards else None
+    out = Path(args.out).resolve()
+    roles = check_shards(shards) if shards else None   # fail before any embedding work
+    device = default_device()
+    models = build_models(args.checkpoint, cfg, device) if (args.checkpoint or cfg["eval"]["baselines"]) else []
+    if not (models or args.embeddings):
+        raise EvalError("nothing to evaluate: give --checkpoint, baselines or --embeddings")
+    fused = parse_fused(cfg["eval"]["fused"], model_names(models)) if models else []
+    tagging = (prepare_tagging(cfg, shards, roles, str(device))
+               if shards and cfg["eval"]["tagging"]["enabled"] else None)
+    source = table_source(cfg, shards, out)
+    labelled = prepare_labelled(cfg, source, out, trained_paths(cfg, shards)) if source else None
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out)
+    meta = {"device": str(device), "seconds": {}}
+    recurring = RecurringImages(models, cfg["eval"]["batch_size"])
+    results = (evaluate_splits(args, cfg, shards, roles, models, fused, recurring, out, meta)
+               if shards else {})
     tagged = tag(tagging, args, cfg, models, fused, recurring, out) if tagging else None
+    labelled_lines = evaluate_labelled(labelled, args, cfg, models, fused, out, meta) if labelled else []
     write_json(results, meta, out / "report.json", tagged)
-    markdown = [markdown_report(results, roles, meta), *(tagging_markdown(tagged) if tagged else [])]
+    markdown = [markdown_report(results, roles, meta)] if shards else ["# Style retrieval evaluation", ""]
+    markdown += [*(tagging_markdown(tagged) if tagged else []), *labelled_lines]
     (out / "report.md").write_text("\n".join(markdown))
-    plot_style_vs_content(results, roles.test_columns(), roles.held_out, out / "style_vs_content.png")
-    print_summary(results, roles)
+    if shards:
+        plot_style_vs_content(results, roles.test_columns(), roles.held_out, out / "style_vs_content.png")
+        print_summary(results, roles)
     if tagged:
         print_tagging_summary(tagged)
+    if labelled:
+        print_labelled_summary(meta["labelled"])
     print(f"report: {out / 'report.md'}", flush=True)
     return results
+
+
+def print_labelled_summary(payload: dict) -> None:
+    """mAP and P@1 per protocol and label column, with chance."""
+    for protocol, column, entry in [(p, c, e) for p in ("loo", "split", "unseen") if p in payload
+                                    for c, e in payload[p].items()]:
+        print(f"{'model':<20} {column + ' mAP':>22} {column + ' P@1':>22}  (labelled, {protocol}, "
+              f"{entry['queries']} queries)")
+        for model, metrics in entry.items():
+            if isinstance(metrics, dict):
+                print(f"{model:<20} {metrics['map']:>22.2f} {metrics['p@1']:>22.2f}")
 
 
 def print_summary(results: Results, roles: SplitRoles) -> None:

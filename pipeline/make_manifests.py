@@ -18,6 +18,8 @@ if __name__ == "__main__":  # run as a script, pipeline/ is first on sys.path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
+import csv  # noqa: E402
+import io  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
@@ -25,12 +27,13 @@ from collections import Counter  # noqa: E402
 from typing import Sequence  # noqa: E402
 
 from common.config import ConfigError, add_config_args, load_config  # noqa: E402
+from common.files import atomic_output  # noqa: E402
 from shards.manifest import (CONTENT_SCHEMA, STYLE_SCHEMA, ManifestError,  # noqa: E402
                              read_content_manifest, read_style_manifest, write_manifest)
 from stylecode.collection import find_images  # noqa: E402
 from stylecode.identity import StyleCodeError  # noqa: E402
 
-CONTENTS, STYLES = "contents.parquet", "styles.parquet"
+CONTENTS, STYLES, LABELS = "contents.parquet", "styles.parquet", "labels.csv"
 
 
 def image_id(relative: str, taken: Counter) -> str:
@@ -69,7 +72,7 @@ def read_tags(path: Path | None) -> dict[str, list[str]]:
 
 
 def make_manifests(contents: Path, styles: Path, out: Path, extensions: Sequence[str],
-                   tags_file: Path | None = None) -> tuple[Path, Path]:
+                   tags_file: Path | None = None, label_column: str | None = None) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     tags = read_tags(tags_file)
     content_rows = [{"content_id": i, "path": p, "category": folder}
@@ -83,7 +86,20 @@ def make_manifests(contents: Path, styles: Path, out: Path, extensions: Sequence
                             f"{styles}, e.g. {unknown[:3]}")
     write_manifest(content_rows, CONTENT_SCHEMA, out / CONTENTS)
     write_manifest(style_rows, STYLE_SCHEMA, out / STYLES)
+    if label_column:
+        write_labels(style_entries, label_column, out / LABELS)
     return out / CONTENTS, out / STYLES
+
+
+def write_labels(style_entries: list[tuple[str, str, str, str]], column: str, path: Path) -> None:
+    """The style images as a labelled collection (``eval.labelled.table``): each image's first
+    subfolder in ``column``; an image with none is unlabelled (a distractor)."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["id", "path", column])
+    writer.writerows([(image, relative_path, folder) for image, relative_path, _, folder in style_entries])
+    with atomic_output(path) as fh:
+        fh.write(text.getvalue().encode())
 
 
 def describe(content_path: Path, style_path: Path) -> str:
@@ -104,11 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tags", type=Path, default=None,
                         help="JSON: {path relative to --styles: [tag, ...]} (optional)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the two manifests")
+    parser.add_argument("--label-column", default=None, metavar="NAME",
+                        help="also write <out>/labels.csv: the style images with their first "
+                             "subfolder as label column NAME (e.g. artist), the table that "
+                             "eval.labelled.table names for labelled retrieval")
     args = parser.parse_args(argv)
     try:
         extensions = load_config(args.config, args.overrides)["embed"]["extensions"]
-        paths = make_manifests(args.contents, args.styles, args.out.resolve(), extensions, args.tags)
+        paths = make_manifests(args.contents, args.styles, args.out.resolve(), extensions, args.tags,
+                               args.label_column)
         print(describe(*paths))
+        if args.label_column:
+            print(f"{args.out / LABELS}: style images labelled by {args.label_column}")
     except (ConfigError, ManifestError, StyleCodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

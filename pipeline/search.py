@@ -72,7 +72,7 @@ def query_model(args: argparse.Namespace, index: SearchIndex, cfg: dict) -> Styl
     one they were embedded with). Checked against the index."""
     if args.models:
         recipe = model_recipe(args.models, cfg)
-    elif index.meta["model"]:
+    elif "models" in index.meta["model"]:   # the recipe pipeline/embed.py recorded
         recipe = Recipe.from_dict(index.meta["model"])
     else:
         raise StyleCodeError(f"index {index.folder} does not record its model (embeddings made "
@@ -130,7 +130,7 @@ def query_command(args: argparse.Namespace, cfg: dict) -> list[SheetRow]:
     if bool(args.image) == bool(args.text):
         raise StyleCodeError("query by --image (one or more) or by --text, not both or neither")
     index = load_index(args.index)
-    k = args.k or cfg["search"]["k"]
+    k = cfg["search"]["k"] if args.k is None else args.k
     rows = image_rows(args, index, k, cfg) if args.image else text_rows(args, index, k)
     for number, row in enumerate(rows, start=1):
         print(f"[search] query {number}: {row.label}")
@@ -139,6 +139,17 @@ def query_command(args: argparse.Namespace, cfg: dict) -> list[SheetRow]:
     sheet = contact_sheet(rows, Path(args.sheet).resolve())
     print(f"[search] contact sheet -> {sheet}")
     return rows
+
+
+def positive_k(text: str) -> int:
+    """--k: a count of results; 0 would otherwise fall back to search.k unnoticed."""
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"k must be a whole number, got {text!r}") from None
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"k must be ≥ 1, got {k}")
+    return k
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -159,7 +170,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     query_parser.add_argument("--text-model", help="sentence-transformers folder of the head's text "
                               "encoder (default: the installed all-MiniLM-L6-v2)")
     add_model_args(query_parser)
-    query_parser.add_argument("--k", type=int, help="results per query (default: search.k)")
+    query_parser.add_argument("--k", type=positive_k, help="results per query (default: search.k)")
     query_parser.add_argument("--sheet", default="search.png", help="contact sheet PNG to write")
     return parser.parse_args(argv)
 

@@ -12,8 +12,9 @@ and, written last, its stats file; each split's ``_info.json`` (role, counts) at
 Before any work it prints the styles, contents and images of every split, and a warning for
 each count the data cannot fill.
 
-The plan is fixed up front; one actor call writes one whole shard. Complete shards (those with
-a stats file) are skipped, so rerunning the same command finishes a run that died half-way.
+The plan is fixed up front; one actor call writes one whole shard. Complete shards (tar, index
+and stats file all there) are skipped, so rerunning the same command finishes a run that died
+half-way or was interrupted (Ctrl-C: exit 130).
 A shard whose actor dies, or that raises, is retried (``stylize.ray.shard_retries``); one that
 still fails is named in ``<out>/_failures.json`` while the others complete, and the command
 exits 1 (bad config or input: 2).
@@ -39,12 +40,13 @@ from pipeline.plan import Plan, ShardPlan, make_plan, strength_choices  # noqa: 
 from pipeline.worker import ShardWorker  # noqa: E402
 from shards.manifest import read_content_manifest, read_style_manifest  # noqa: E402
 from shards.reader import complete_shards  # noqa: E402
-from shards.schema import shard_stem  # noqa: E402
-from shards.writer import is_complete, write_split_info  # noqa: E402
+from shards.schema import is_complete, shard_paths, shard_stem  # noqa: E402
+from shards.writer import write_split_info  # noqa: E402
 from stylize import configured_method, list_methods  # noqa: E402
 
 STATE_NAME = "_stage1.json"
 FAILURES_NAME = "_failures.json"   # the shards the last run gave up on
+EXIT_INTERRUPTED = 130             # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
 class Stage1Error(RuntimeError):
@@ -291,8 +293,18 @@ def run_stage1(cfg: dict, out: str | Path) -> dict:
         return _stylize_plan(cfg, plan, out, content_manifest)
 
 
-def _stylize_plan(cfg: dict, plan: Plan, out: Path, content_manifest: Path) -> dict:
+def shards_to_do(plan: Plan, out: Path) -> list[ShardPlan]:
+    """The planned shards not complete in ``out`` (``shards.schema.is_complete``). One that
+    lost a file (its index deleted) is redone: its stats file goes first, so that a stats file
+    still means the shard's other files are final (the writer publishes it last)."""
     todo = [s for s in plan.shards if not is_complete(out / s.split, s.number)]
+    for shard in todo:
+        shard_paths(out / shard.split, shard.number)["stats"].unlink(missing_ok=True)
+    return todo
+
+
+def _stylize_plan(cfg: dict, plan: Plan, out: Path, content_manifest: Path) -> dict:
+    todo = shards_to_do(plan, out)
     print(f"[stage1] plan: {len(plan.shards)} shards in {len(plan.splits())} splits "
           f"({sum(s.num_items for s in plan.shards)} images); {len(plan.shards) - len(todo)} "
           f"already complete, {len(todo)} to do")
@@ -339,6 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     except (Stage1Error, LockedError, ValueError, FileNotFoundError) as exc:
         print(f"[stage1] error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Shards are published whole (stats last) and a rerun skips the complete ones and
+        # clears the temporaries of the others: nothing is lost, no traceback is needed.
+        print("[stage1] interrupted; rerun to finish", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -12,6 +12,7 @@ Readers validate every row before any work starts; ``write_manifest`` writes the
 """
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,18 @@ def _check_values(row: dict, schema: pa.Schema, where: str) -> None:
             raise ManifestError(f"{where}: column '{field.name}' is {value!r}: a null in the list")
 
 
+def _resolve(file: Path, where: str) -> Path:
+    """``file`` made absolute, its links followed; a link that leads back to itself is named
+    (pathlib raises a RuntimeError or, on newer Pythons, an OSError without the row)."""
+    try:
+        return file.resolve()
+    except RuntimeError:   # Python < 3.13: "Symlink loop from ..."
+        raise ManifestError(f"{where}: symlink loop: {file}") from None
+    except OSError as exc:
+        problem = "symlink loop" if exc.errno == errno.ELOOP else f"cannot resolve the path ({exc})"
+        raise ManifestError(f"{where}: {problem}: {file}") from None
+
+
 def _read_rows(path: Path, schema: pa.Schema, check_files: bool) -> list[dict]:
     if not path.exists():
         raise ManifestError(f"manifest not found: {path}")
@@ -127,7 +140,7 @@ def _read_rows(path: Path, schema: pa.Schema, check_files: bool) -> list[dict]:
         _check_values(row, schema, where)
         _check_row(row, id_column, where, seen, number)
         if not _is_url(row["path"]):
-            resolved = (path.parent / row["path"]).resolve()
+            resolved = _resolve(path.parent / row["path"], f"{where} ({id_column}={row[id_column]})")
             if check_files and not resolved.is_file():
                 raise ManifestError(f"{where} ({id_column}={row[id_column]}): file not found: {resolved}")
             row["path"] = str(resolved)

@@ -18,7 +18,7 @@ from PIL import Image
 
 from shards.codec import decode_image
 from shards.schema import (INFO_NAME, META_MEMBER, ROLE_CROPS, ROLE_HELD_OUT, ROLE_TEST,
-                           ROLE_TRAIN, STYLE_MEMBER)
+                           ROLE_TRAIN, STYLE_MEMBER, is_complete, shard_number, shard_paths)
 
 
 @dataclass
@@ -46,20 +46,28 @@ def list_splits(root: str | Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / INFO_NAME).exists())
 
 
+def _shard_numbers(directory: Path) -> list[int]:
+    """The numbers of the shards of a split that have any file under a final name."""
+    numbers = {shard_number(p.name) for p in directory.glob("shard-*")}
+    return sorted(n for n in numbers if n is not None)
+
+
 def complete_shards(directory: str | Path) -> list[str]:
-    """Tar paths of the complete shards of a split (those with a stats file), sorted."""
+    """Tar paths of the complete shards of a split (:func:`shards.schema.is_complete`: tar,
+    index and stats file all there), sorted."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ShardError(f"split directory not found: {directory}")
-    stems = sorted(p.name[: -len(".stats.json")] for p in directory.glob("shard-*.stats.json"))
-    return [str(directory / f"{stem}.tar") for stem in stems]
+    return [str(shard_paths(directory, n)["tar"]) for n in _shard_numbers(directory)
+            if is_complete(directory, n)]
 
 
 def incomplete_shards(directory: str | Path) -> list[str]:
-    """Tar paths of a split's shards that have no stats file (stage 1 did not finish them)."""
+    """Tar paths of a split's shards that have some of their files but not all (stage 1 did
+    not finish them, or a file was deleted since): rerunning stage 1 redoes them."""
     directory = Path(directory)
-    return sorted(str(tar) for tar in directory.glob("shard-*.tar")
-                  if not tar.with_suffix(".stats.json").exists())
+    return [str(shard_paths(directory, n)["tar"]) for n in _shard_numbers(directory)
+            if not is_complete(directory, n)]
 
 
 def shard_stats(tar: str | Path) -> dict:

@@ -8,8 +8,8 @@ One WebDataset sample is one style group, keyed ``s<style_id>``::
 
 Per split directory ``<out>/<split>/``: ``shard-NNNNNN.tar`` (samples), ``shard-NNNNNN.parquet``
 (one row per planned stylization, failures included), ``shard-NNNNNN.stats.json`` (written last:
-a shard is complete only when it exists) and ``_info.json`` (the split's summary, with its
-``role``).
+a shard is complete only when it and the other two exist, see ``is_complete``) and ``_info.json``
+(the split's summary, with its ``role``).
 
 Splits and their roles, defined here and nowhere else:
 
@@ -26,6 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+SHARD_NAME = re.compile(r"^shard-(\d{6,})\.")
 STYLE_MEMBER = "style.jpg"
 META_MEMBER = "json"
 INFO_NAME = "_info.json"
@@ -82,6 +83,18 @@ def shard_paths(split_dir: Path, number: int) -> dict[str, Path]:
     return {"tar": split_dir / f"{stem}.tar",
             "index": split_dir / f"{stem}.parquet",
             "stats": split_dir / f"{stem}.stats.json"}
+
+
+def is_complete(split_dir: Path, number: int) -> bool:
+    """Whether a shard is complete: all its files are there. The stats file, written last,
+    marks a finished shard, but a tar or index deleted since makes it incomplete again."""
+    return all(path.is_file() for path in shard_paths(Path(split_dir), number).values())
+
+
+def shard_number(name: str) -> int | None:
+    """The number of a shard file's name (``shard-000012.tar`` -> 12); None for another file."""
+    match = SHARD_NAME.match(name)
+    return int(match.group(1)) if match else None
 
 
 def test_split(method: str) -> str:

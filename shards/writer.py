@@ -17,10 +17,6 @@ from shards.schema import (INDEX_SCHEMA, INFO_NAME, META_MEMBER, STATUS_FAILED, 
                            STYLE_MEMBER, item_member, sample_key, shard_paths, shard_stem, split_role)
 
 
-def is_complete(split_dir: Path, number: int) -> bool:
-    return shard_paths(split_dir, number)["stats"].exists()
-
-
 @dataclass
 class ShardWriter:
     """Collects style groups for one shard; ``close()`` publishes tar, index and stats."""

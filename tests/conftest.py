@@ -67,6 +67,34 @@ def ray_env(tmp_path_factory, monkeypatch) -> dict:
     return {**os.environ, **env}
 
 
+@pytest.fixture(params=["chmod", "read-only fs"])
+def read_only_folder(request, tmp_path: Path, monkeypatch) -> Path:
+    """An empty folder that takes no writes: made read-only by chmod where that binds (not for
+    root, who writes anyway), else by having every file open for writing under it in
+    ``common.files`` (the lock and atomic outputs) fail as on a read-only file system."""
+    import builtins
+    import errno
+
+    import common.files
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if request.param == "chmod":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into a chmod 555 folder")
+        folder.chmod(0o555)
+        request.addfinalizer(lambda: folder.chmod(0o755))
+        return folder
+
+    def refuse_writes(file, mode="r", *args, **kwargs):
+        if Path(file).resolve().is_relative_to(folder) and set(mode) & set("wax+"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(file))
+        return builtins.open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(common.files, "open", refuse_writes, raising=False)
+    return folder
+
+
 # The fake text encoder's WordPiece vocabulary: tags made of these words embed apart.
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "water", "##colour", "##color", "oil",
          "paint", "##ing", "pixel", "art", "ink", "wash", "bold", "line", "soft", "pastel"]

@@ -146,3 +146,33 @@ def test_relative_paths_resolve_against_the_setting_files_folder(tmp_path, monke
     assert cfg["world"]["dir"] == str(tmp_path / "worlds" / "w")   # an override: the working dir
     # The embedded default's world lives in the repository, wherever the command runs.
     assert load_config()["world"]["dir"] == str(CONFIGS.parent / "data" / "tiny-world")
+
+
+def test_an_inherit_loop_is_named_not_a_recursion_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("inherit: b.yaml\nseed: 1\n")
+    (tmp_path / "b.yaml").write_text("inherit: a.yaml\nseed: 2\n")
+    with pytest.raises(ConfigError, match=r"^inherit loop: a\.yaml → b\.yaml → a\.yaml \(in "):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("inherit: b.yaml\n")     # a file that leads into the loop
+    with pytest.raises(ConfigError, match=r"^inherit loop: b\.yaml → a\.yaml → b\.yaml"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "self.yaml").write_text("inherit: ./self.yaml\n")
+    with pytest.raises(ConfigError, match=r"^inherit loop: self\.yaml → self\.yaml"):
+        load_config(tmp_path / "self.yaml")
+
+
+def test_a_key_given_twice_names_file_key_and_lines(tmp_path):
+    config = tmp_path / "twice.yaml"
+    config.write_text(f"inherit: {DEFAULT_CONFIG}\ntrain:\n  lr: 0.1\n  steps: 3\n  lr: 0.5\n")
+    with pytest.raises(ConfigError, match=r"twice\.yaml: duplicate key 'train\.lr' at line 5 "
+                                          r"\(first at line 3\)"):
+        load_config(config)
+    config.write_text(f"inherit: {DEFAULT_CONFIG}\nseed: 1\nseed: 1\n")   # even the same value
+    with pytest.raises(ConfigError, match=r"twice\.yaml: duplicate key 'seed' at line 3"):
+        load_config(config)
+    with pytest.raises(ConfigError, match=r"override 'stylize.methods.adain=\{alpha: 1, alpha: 2\}': "
+                                          r"duplicate key 'alpha'"):
+        load_config(None, ["stylize.methods.adain={alpha: 1, alpha: 2}"])
+    # The same key in two mappings is no duplicate.
+    config.write_text(f"inherit: {DEFAULT_CONFIG}\ntrain: {{steps: 3}}\neval: {{batch_size: 3}}\n")
+    assert load_config(config)["train"]["steps"] == 3

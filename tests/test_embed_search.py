@@ -228,3 +228,27 @@ def test_errors_name_the_file(tmp_path, capsys):
 def _png(folder: Path) -> Path:
     Image.new("RGB", (32, 32), (10, 200, 10)).save(folder / "green.png")
     return folder / "green.png"
+
+
+@pytest.mark.parametrize("k", ["0", "-3", "two"])
+def test_k_below_one_is_refused_before_any_search(tmp_path, capsys, k):
+    codes, _ = _clustered_codes(30, 8, 3, seed=5)
+    _write_codes(tmp_path / "emb", codes, ModelInfo("m", "0123456789abcdef", 8))
+    assert search_command.main(["build", "--embeddings", str(tmp_path / "emb")]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:   # argparse: usage and the message, exit 2
+        search_command.main(["query", "--index", str(tmp_path / "emb" / "index"),
+                             "--image", str(_png(tmp_path)), "--k", k])
+    assert exited.value.code == 2
+    expected = "k must be a whole number, got 'two'" if k == "two" else f"k must be ≥ 1, got {k}"
+    assert f"argument --k: {expected}" in capsys.readouterr().err
+
+
+def test_an_index_of_foreign_embeddings_asks_for_its_model(tmp_path, capsys):
+    codes, _ = _clustered_codes(30, 8, 3, seed=6)
+    _write_codes(tmp_path / "emb", codes, ModelInfo("m", "0123456789abcdef", 8))  # no _embed.json
+    assert search_command.main(["build", "--embeddings", str(tmp_path / "emb")]) == 0
+    capsys.readouterr()
+    assert search_command.main(["query", "--index", str(tmp_path / "emb" / "index"),
+                                "--image", str(_png(tmp_path))]) == 2
+    assert "does not record its model" in capsys.readouterr().err

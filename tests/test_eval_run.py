@@ -19,9 +19,11 @@ from evaluation.baselines import build_baselines
 from evaluation.embed import (Embedder, EvalError, RecurringImages, check_split,
                               content_manifest_path, embed_split)
 from evaluation.models import build_models, checkpoint_name
+from evaluation.report import markdown_report
 from evaluation.scoring import CROPS, TEST, metrics_for
 from pipeline.eval import main as eval_main
 from shard_factory import make_split
+from shards.reader import SplitRoles
 from shards.writer import ShardWriter, write_split_info
 from train.model import StyleEncoder
 
@@ -30,7 +32,8 @@ SPLITS = ("test-m1", "test-m2")
 # A small encoder: the VGG branch up to relu2_1 only, at 32 px.
 MODEL_OVERRIDES = ["train.image_size=32", "train.model.vit.enabled=false",
                    "train.model.vgg.max_layer=relu2_1", "train.model.embed_dim=16",
-                   "train.model.fusion_hidden=32", "train.model.style_net.style_size=32"]
+                   "train.model.fusion_hidden=32", "train.model.style_net.style_size=32",
+                   "train.model.style_net.residual=false"]
 # No fused pairs (the default ones fuse a model named nst) and no tagging (no train split here):
 # tests/test_eval_tagging.py covers both.
 EVAL_OVERRIDES = ["eval.image_size=32",
@@ -267,12 +270,32 @@ def test_pretrained_style_vector_and_colour_histogram_baselines_end_to_end(eval_
     assert set(report["models"]) == {"run", "magenta_style", "colour_hist"}
     assert report["meta"]["own_code_splits"] == {"run": ["test-m1"], "magenta_style": ["test-m1"]}
     markdown = (out / "report.md").read_text()
-    assert "`magenta_style` computes (a trained encoder: takes as input) the code that" in markdown
-    assert "`run` computes" in markdown and "`test-m1`" in markdown
+    assert "Note: `magenta_style` computes the code that conditioned the network which " \
+           "stylized `test-m1`" in markdown
+    assert "Note: `run` takes as input (its style-net branch) the code that conditioned the " \
+           "network which stylized `test-m1`" in markdown
+    assert "a trained encoder" not in markdown and "`run` computes" not in markdown
     # Factory styles are palettes: the palette descriptor finds them far above chance (~17%).
     assert report["models"]["colour_hist"]["test-m1"]["style_map"] > 50.0
     codes = np.load(out / "embeddings" / "magenta_style" / "test-m2.npz")["images"]
     assert codes.shape == (30, 100) and np.allclose(np.linalg.norm(codes, axis=1), 1.0, atol=1e-4)
+
+
+def test_the_own_code_note_says_what_each_model_does():
+    roles = SplitRoles(tests=["test-m1"], held_out="test-magenta", crops=None)
+    results = {name: {split: {"style_map": 50.0} for split in roles.test_columns()}
+               for name in ("nst", "magenta_style")}
+    meta = {"shards": "/s", "held_out": "test-magenta",
+            "own_code_splits": {"nst": ["test-magenta"], "magenta_style": ["test-m1", "test-magenta"]}}
+    notes = [line for line in markdown_report(results, roles, meta).splitlines()
+             if line.startswith("Note:")]
+    assert notes == [
+        "Note: `nst` takes as input (its style-net branch) the code that conditioned the network "
+        "which stylized `test-magenta`: there it is given the very code the images were made "
+        "from, not an independent view of style.",
+        "Note: `magenta_style` computes the code that conditioned the network which stylized "
+        "`test-m1`, `test-magenta`: there it scores its own conditioning code, not an "
+        "independent view of style."]
 
 
 def test_colour_histogram_sees_palette_not_layout():

@@ -20,8 +20,12 @@ def test_demo_runs_the_three_commands_on_the_smoke_config(ray_env, tmp_path):
     for step in ("stage 1", "train nst", "train no_nst", "evaluation"):
         assert f"=== {step} finished" in result.stdout
     report = json.loads((out / "eval" / "report.json").read_text())
-    assert set(report["models"]) == {"nst", "no_nst", "vgg_moments"}
+    assert set(report["models"]) == {"nst", "no_nst", "nst_step0", "vgg_moments"}
     assert set(report["models"]["nst"]) == {"test-colour", "test-whitening", "test-histogram", "crops"}
+    # the world's held-out style groups, labelled by technique, palette and subject
+    labelled = report["meta"]["labelled"]["loo"]
+    assert set(labelled) == {"technique", "palette", "subject"}
+    assert {"nst", "no_nst", "nst_step0", "vgg_moments", "chance"} <= set(labelled["technique"])
     for run in ("nst", "no_nst"):
         ranks = sorted((out / "runs" / run / "ranks").glob("rank-*.json"))
         assert [json.loads(p.read_text())["steps"] for p in ranks] == [4, 4]

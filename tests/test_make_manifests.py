@@ -59,3 +59,32 @@ def test_bad_tags_and_empty_folders_are_named(tmp_path, capsys):
     assert main(["--contents", str(tmp_path / "empty"), "--styles", str(paintings),
                  "--out", str(tmp_path / "m")]) == 2
     assert "holds no image files" in capsys.readouterr().err
+
+
+def test_label_column_writes_the_folders_as_a_labelled_table(tmp_path):
+    import csv
+    photos, paintings = _folders(tmp_path)
+    out = tmp_path / "mine"
+    assert main(["--contents", str(photos), "--styles", str(paintings), "--out", str(out),
+                 "--label-column", "artist"]) == 0
+    with open(out / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(row["id"], row["artist"]) for row in rows] == [
+        ("monet-Water_Lilies", "monet"), ("monet-Water_Lilies-2", "monet"), ("turner", "")]
+    assert all((out / row["path"]).is_file() for row in rows)   # relative to the table's folder
+
+
+def test_demo_checks_every_variant_can_fill_its_batches_before_any_work(tmp_path, small_manifests):
+    import pytest
+    from pipeline.demo import DemoError, check_variants
+    from common.config import load_config
+    contents, styles = small_manifests                # 12 styles in 6 groups of 2
+    config = tmp_path / "mine.yaml"
+    config.write_text(f"inherit: {Path(__file__).resolve().parents[1] / 'configs/tiny.yaml'}\n"
+                      f"data: {{content_manifest: {contents}, style_manifest: {styles}}}\n"
+                      "stylize: {test_fraction: 0.34}\n")
+    cfg = load_config(str(config), [])
+    with pytest.raises(DemoError, match=r"variant no_nst: .*only 4 groups .* at most 4"):
+        check_variants(str(config), [], cfg)          # styles_per_batch 10 in the tiny default
+    fixed = ["demo.variants.no_nst=[train.mode=no_nst,train.styles_per_batch=4]"]
+    check_variants(str(config), fixed, load_config(str(config), fixed))

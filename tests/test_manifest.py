@@ -43,6 +43,21 @@ def test_missing_file_names_row_and_path(small_manifests):
         read_content_manifest(content)
 
 
+def test_a_symlink_loop_names_file_and_row(small_manifests):
+    content, style = small_manifests
+    (content.parent / "content" / "loop").symlink_to("loop")     # ln -s loop loop
+    _rewrite(content, lambda rows: rows[4].update(path="content/loop"))
+    for check_files in (True, False):
+        with pytest.raises(ManifestError, match=r"content\.parquet: row 4 \(content_id=c4\): "
+                                                r"symlink loop: .*content/loop"):
+            read_content_manifest(content, check_files=check_files)
+    (style.parent / "style" / "a").symlink_to("b")               # a loop of two links
+    (style.parent / "style" / "b").symlink_to("a")
+    _rewrite(style, lambda rows: rows[2].update(path="style/a"))
+    with pytest.raises(ManifestError, match=r"style\.parquet: row 2 \(style_id=s2\): symlink loop"):
+        read_style_manifest(style)
+
+
 def test_id_with_dot_is_refused(small_manifests):
     content, _ = small_manifests
     _rewrite(content, lambda rows: rows[7].update(content_id="c.7"))

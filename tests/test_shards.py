@@ -7,7 +7,9 @@ import webdataset as wds
 
 from shard_factory import make_split
 from shards.codec import encode_jpeg
-from shards.reader import ShardError, complete_shards, iter_samples, read_index, read_info
+from shards.reader import (ShardError, complete_shards, incomplete_shards, iter_samples, read_index,
+                           read_info)
+from shards.schema import is_complete
 from shards.writer import ShardWriter
 import numpy as np
 
@@ -68,6 +70,16 @@ def test_unfinished_shard_is_invisible(tmp_path):
     assert not (tmp_path / "train" / "shard-000000.tar").exists()
     writer.abort()
     assert list((tmp_path / "train").iterdir()) == []
+
+
+@pytest.mark.parametrize("lost", ["parquet", "tar"])
+def test_a_shard_missing_a_file_is_not_complete(tmp_path, lost):
+    split = make_split(tmp_path, "train", n_styles=6, per_style=2, styles_per_shard=2)
+    (split / f"shard-000001.{lost}").unlink()            # its stats file is still there
+    assert complete_shards(split) == [str(split / "shard-000000.tar"), str(split / "shard-000002.tar")]
+    assert incomplete_shards(split) == [str(split / "shard-000001.tar")]
+    assert read_index(split).num_rows == 8                # the other shards' rows, no error
+    assert not is_complete(split, 1) and is_complete(split, 2)
 
 
 def test_ids_with_dots_cannot_become_keys(tmp_path):

@@ -101,18 +101,25 @@ def test_run_from_another_directory_with_bad_images_then_rerun_skips(small_manif
     assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*.tar")}
 
 
-def test_killed_run_resumes_to_exactly_the_plan(small_manifests, ray_env, tmp_path):
+def _slow_run_until(small_manifests, ray_env, tmp_path, shards_done: int
+                    ) -> tuple[subprocess.Popen, Path, list[str]]:
+    """Stage 1 as a subprocess of its own process group, slowed down (gram optimisation, one
+    actor) so that a signal sent once ``shards_done`` shards are complete lands half-way."""
     content, style = small_manifests
-    # Slow the run down (gram optimisation, one actor) so the kill lands half-way.
     overrides = _overrides(content, style, **{"stylize.train_methods": "[gram]",
                                               "stylize.ray.num_actors": 1})
     out = tmp_path / "shards"
     proc = subprocess.Popen([sys.executable, str(SCRIPT), "--out", str(out), *overrides],
                             cwd=tmp_path, env=ray_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 240
-    while time.time() < deadline and len(list(out.glob("*/*.stats.json"))) < 2:
+    while time.time() < deadline and len(list(out.glob("*/*.stats.json"))) < shards_done:
         time.sleep(0.2)
+    return proc, out, overrides
+
+
+def test_killed_run_resumes_to_exactly_the_plan(small_manifests, ray_env, tmp_path):
+    proc, out, overrides = _slow_run_until(small_manifests, ray_env, tmp_path, 2)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
     proc.wait()
     done_before = len(list(out.glob("*/*.stats.json")))
@@ -251,6 +258,66 @@ def test_a_second_run_on_a_folder_in_use_is_refused(small_manifests, ray_env, tm
     assert result.returncode == 2
     assert f"{out} is in use by another stage-1 run (pid {os.getpid()}" in result.stderr
     assert not list(out.glob("*/shard-*"))
+
+
+def test_a_complete_shard_that_lost_its_index_is_redone(small_manifests, ray_env, tmp_path):
+    content, style = small_manifests
+    overrides = _overrides(content, style)
+    out = tmp_path / "shards"
+    first = _run(out, overrides, ray_env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    total = len(_planned_by_shard(overrides))
+    index = out / "train" / "shard-000000.parquet"
+    index.unlink()                                   # its tar and stats file stay
+    tar = out / "train" / "shard-000000.tar"
+    before = tar.stat().st_mtime_ns
+    again = _run(out, overrides, ray_env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{total - 1} already complete, 1 to do" in again.stdout
+    assert index.is_file() and tar.stat().st_mtime_ns != before
+    written = _written(out)
+    assert len(written) == len(set(written)) and set(written) == _planned(overrides)
+    assert read_info(out / "train")["shards"] == sorted(p.name for p in (out / "train").glob("*.tar"))
+
+
+def test_ctrl_c_exits_130_and_a_rerun_finishes(small_manifests, ray_env, tmp_path):
+    proc, out, overrides = _slow_run_until(small_manifests, ray_env, tmp_path, 1)
+    os.killpg(proc.pid, signal.SIGINT)   # as Ctrl-C in a terminal: the whole process group
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "[stage1] interrupted; rerun to finish" in stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    done_before = len(list(out.glob("*/*.stats.json")))
+    total = len(_planned_by_shard(overrides))
+    assert 1 <= done_before < total, "the interrupt should land half-way through the run"
+    assert not list(out.glob("*/_info.json"))
+
+    result = _run(out, overrides, ray_env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    plan_line = next(line for line in result.stdout.splitlines() if "already complete" in line)
+    skipped = int(plan_line.split("; ")[1].split()[0])
+    # Completed shards stayed complete (an actor may still publish the one it was writing).
+    assert done_before <= skipped < total, plan_line
+    written = _written(out)
+    assert len(written) == len(set(written))            # nothing twice
+    assert set(written) == _planned(overrides)          # nothing missing
+    assert not list(out.glob("*/.*.tmp"))               # no leftovers
+
+
+def test_a_read_only_output_folder_is_one_line_and_exit_2(small_manifests, read_only_folder,
+                                                          capsys):
+    from pipeline.stylize import main
+
+    content, style = small_manifests
+    assert main(["--out", str(read_only_folder), *_overrides(content, style)]) == 2
+    err = capsys.readouterr().err
+    reason = "read-only file system" if os.geteuid() == 0 else "permission denied"
+    assert err == f"[stage1] error: cannot write to {read_only_folder}: {reason}\n"
+    assert list(read_only_folder.iterdir()) == []
 
 
 def _planned_by_shard(overrides):

@@ -22,7 +22,7 @@ from test_eval_run import MODEL_OVERRIDES, _write_checkpoint
 
 # The eval keys no baseline reads: with BASELINE_EVAL_KEYS they must cover the eval section.
 RUN_ONLY_EVAL_KEYS = {"batch_size", "chunk_size", "baselines", "grid_queries", "grid_neighbours",
-                      "fused", "tagging"}
+                      "fused", "tagging", "labelled"}
 SMALL_EVAL = ["eval.image_size=32", "eval.gram_channels=8", "eval.gram_layers=[relu1_1,relu2_1]"]
 CPU = torch.device("cpu")
 

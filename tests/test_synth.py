@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 import json
 import subprocess
 import sys
@@ -247,3 +248,26 @@ def test_tags_follow_the_parameters_that_drive_the_rendering():
     assert "dark moody tones" in tags(gamma=1.3) and "light airy tones" in tags(gamma=0.75)
     assert "high contrast" in tags(technique="woodcut") and "high contrast" not in tags()
     assert "rough texture" in tags(grain="rough")
+
+
+def test_world_labels_name_technique_palette_and_subject_of_held_out_groups(world, tmp_path):
+    import csv
+    from world.labels import world_label_rows, write_world_labels
+    info = json.loads((Path(world.root) / MARKER).read_text())["groups"]
+    excluded = sorted(info)[:4]
+    rows = world_label_rows(world.root, excluded)
+    assert len(rows) == (9 - 4) * 2 and not {row["id"].rsplit("-", 1)[0] for row in rows} & {
+        g.replace("g-", "s-") for g in excluded}
+    for row in rows:
+        group = "g-" + row["id"][2:].rsplit("-", 1)[0]
+        params = info[group]["images"][int(row["id"].rsplit("-", 1)[1])]
+        assert (row["technique"], row["palette"], row["subject"]) == (
+            params["technique"], params["palette"], info[group]["category"])
+        assert Path(row["path"]).is_file()
+    columns = write_world_labels(world.root, excluded, tmp_path / "world.csv")
+    written = list(csv.DictReader(open(tmp_path / "world.csv")))
+    assert [r["id"] for r in written] == [r["id"] for r in rows]
+    # only columns where some label is on two images can be queried
+    for column in ("technique", "palette", "subject"):
+        counts = Counter(r[column] for r in rows)
+        assert (column in columns) == (max(counts.values()) > 1)

@@ -10,7 +10,9 @@ from stylize.parts.vgg import vgg_normalised
 from train.model import ModelConfigError, StyleEncoder, build_encoder, load_encoder
 
 SMALL = ["train.image_size=32", "train.model.vit.patch_size=8", "train.model.vgg.max_layer=relu2_1",
-         "train.model.embed_dim=32", "train.model.fusion_hidden=64"]
+         "train.model.embed_dim=32", "train.model.fusion_hidden=64", "train.model.style_net.residual=false"]
+RESIDUAL = ["train.model.embed_dim=128", "train.model.style_net.residual=true",
+            "train.model.style_net.style_size=32"]
 
 
 def small_cfg(*overrides: str) -> dict:
@@ -140,3 +142,46 @@ def test_vit_depth_overrides_the_named_architecture_and_survives_a_checkpoint(tm
     torch.save({"model": encoder.state_dict(), "config": cfg, "step": 0}, tmp_path / "last.pt")
     rebuilt, _ = load_encoder(tmp_path / "last.pt")
     assert len(rebuilt.vit.net.blocks) == 2
+
+
+def test_untrained_encoder_ranks_exactly_as_its_style_network():
+    encoder = build_encoder(small_cfg(*RESIDUAL)).eval()
+    batch = images(8)
+    with torch.no_grad():
+        codes = encoder(batch)
+        vectors = torch.nn.functional.normalize(encoder.style_net.vectors(batch), dim=1)
+    # the code is the normalised style vector, padded with zeros
+    assert torch.allclose(codes[:, :100], vectors, atol=1e-6)
+    assert torch.equal(codes[:, 100:], torch.zeros(8, 28))
+    # so every image's neighbours come in the same order
+    mine, theirs = codes @ codes.T, vectors @ vectors.T
+    assert torch.equal(mine.argsort(dim=1, stable=True), theirs.argsort(dim=1, stable=True))
+
+
+def test_training_moves_the_residual_code_where_the_loss_pulls():
+    encoder = build_encoder(small_cfg(*RESIDUAL))
+    batch = images(6)
+    before = encoder(batch).detach()
+    optimiser = torch.optim.SGD(encoder.parameters(), lr=0.5)
+    # pull images 0 and 1 together: one step moves the code, through the projection and the MLP
+    loss = -(encoder(batch)[0] * encoder(batch)[1]).sum()
+    loss.backward()
+    assert encoder.start.project.weight.grad.abs().sum() > 0
+    assert encoder.fusion[-1].weight.grad.abs().sum() > 0
+    optimiser.step()
+    after = encoder(batch).detach()
+    assert not torch.allclose(before, after)
+    assert (after[0] @ after[1]) > (before[0] @ before[1])
+
+
+def test_residual_needs_room_for_the_style_vector():
+    with pytest.raises(ConfigError, match="embed_dim >= 100"):
+        small_cfg("train.model.style_net.residual=true")           # embed_dim 32
+    small_cfg("train.model.style_net.residual=true", "train.model.style_net.enabled=false")
+
+
+def test_a_checkpoint_without_the_residual_key_loads_as_before(tmp_path):
+    cfg = small_cfg()
+    del cfg["train"]["model"]["style_net"]["residual"]   # a checkpoint of an earlier version
+    encoder = build_encoder(cfg)
+    assert encoder.start is None

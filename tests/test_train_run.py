@@ -11,6 +11,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,7 +20,8 @@ from common.files import FolderLock, LockedError
 from shard_factory import make_split
 from shards.reader import ShardError, raw_samples
 from train.checkpoint import last_checkpoint_path
-from train.data import StyleBatches, batch_iterator, batch_stream, label_id, train_shards
+from train.data import (StyleBatches, batch_iterator, batch_stream, label_id, pair_groups,
+                        train_shards)
 from train.main import INJECT_NAN_ENV, MetricsLog, error_text, main, run_training
 from train.model import load_encoder
 
@@ -113,6 +115,58 @@ def test_stream_is_a_function_of_its_position(uneven_shards):
     assert (batches[0]["labels"].view(3, 3) == batches[0]["labels"].view(3, 3)[:, :1]).all()
 
 
+def test_pair_groups_takes_same_group_pairs_first():
+    rng = np.random.default_rng(0)
+    items = [("a", "1"), ("b", "2"), ("a", "3"), ("c", "4"), ("d", "5"), ("b", "6"), ("e", "7")]
+    chosen = pair_groups(items, 6, rng)
+    assert len(chosen) == len(set(chosen)) == 6
+    pairs = [(items[chosen[i]][0], items[chosen[i + 1]][0]) for i in (0, 2)]
+    assert sorted(pairs) == [("a", "a"), ("b", "b")]        # both pairs the pool offers
+    no_pair = [("a", "1"), ("b", "2"), ("a", "1")]           # one style twice is no pair
+    assert sorted(pair_groups(no_pair, 3, rng)) == [0, 1, 2]
+
+
+def test_group_positives_come_from_the_shard_metadata(tmp_path):
+    make_split(tmp_path, "train", n_styles=12, per_style=2, size=32, styles_per_shard=4,
+               styles_per_group=3)                                     # groups g0..g3
+    urls = train_shards(tmp_path)
+    truth = {}
+    for sample in raw_samples(urls):
+        meta = json.loads(sample["json"])
+        truth[label_id(meta["style_id"])] = label_id(meta["group"])
+    cfg = tiny_cfg("train.num_workers=0", "train.positives=group", "train.shuffle_buffer=8",
+                   "train.styles_per_batch=4")["train"]
+    stream = iter(StyleBatches(urls, cfg, seed=0, rank=0, world_size=1))
+    batches = [next(stream) for _ in range(6)]
+    for batch in batches:
+        assert all(truth[int(s)] == int(g) for s, g in zip(batch["labels"], batch["groups"]))
+        # each batch pairs two styles of one group: a group positive that is not the same style
+        styles = batch["labels"].view(4, 3)[:, 0]
+        groups = batch["groups"].view(4, 3)[:, 0]
+        assert styles[0] != styles[1] and groups[0] == groups[1]
+    resumed = next(iter(StyleBatches(urls, cfg, seed=0, rank=0, world_size=1, start_batch=5)))
+    assert torch.equal(resumed["images"], batches[5]["images"])
+    assert torch.equal(resumed["groups"], batches[5]["groups"])
+
+
+def test_group_term_joins_the_loss(tmp_path):
+    from train.main import loss_terms, weighted_loss
+    from train.model import build_encoder
+    make_split(tmp_path, "train", n_styles=8, per_style=2, size=32, styles_per_shard=4,
+               styles_per_group=2)
+    base = ["train.num_workers=0", "train.styles_per_batch=4", "train.ss_weight=0",
+            "train.model.vit.enabled=false", "train.model.style_net.enabled=false"]
+    env = type("Env", (), {"device": torch.device("cpu")})()
+    for positives, names in [("style", {"infonce"}), ("group", {"group_infonce"}),
+                             ("both", {"infonce", "group_infonce"})]:
+        cfg = tiny_cfg(*base, f"train.positives={positives}")
+        batch = next(iter(StyleBatches(train_shards(tmp_path), cfg["train"], 0, 0, 1)))
+        terms = loss_terms(build_encoder(cfg), batch, cfg["train"], env)
+        assert set(terms) == names
+        expected = sum(value.item() for value in terms.values()) / len(terms)
+        assert weighted_loss(terms, cfg["train"]).item() == pytest.approx(expected)
+
+
 def test_fewer_shards_than_workers_still_feeds_every_worker(tmp_path):
     make_split(tmp_path, "train", n_styles=3, per_style=2, size=32, styles_per_shard=3)  # one shard
     cfg = tiny_cfg("train.num_workers=2")["train"]
@@ -182,9 +236,18 @@ def test_shards_without_stats_file_are_counted_in_a_warning(three_shards):
     (three_shards / "train" / "shard-000002.stats.json").unlink()
     warnings = []
     assert len(train_shards(three_shards, warn=warnings.append)) == 2
-    assert warnings == [f"{three_shards / 'train'}: 2 of 3 shards complete; 1 without stats file "
+    assert warnings == [f"{three_shards / 'train'}: 2 of 3 shards complete; 1 incomplete (no stats file or index) "
                         "skipped: shard-000002.tar (stage 1 did not finish them: run it again to "
                         "complete the split)"]
+
+
+def test_a_shard_whose_index_was_deleted_is_not_trained_on(three_shards):
+    (three_shards / "train" / "shard-000001.parquet").unlink()
+    warnings = []
+    assert train_shards(three_shards, warn=warnings.append) == [
+        str(three_shards / "train" / f"shard-00000{n}.tar") for n in (0, 2)]
+    assert len(warnings) == 1 and "2 of 3 shards complete" in warnings[0]
+    assert "shard-000001.tar" in warnings[0]
 
 
 @pytest.mark.parametrize("damage", ["empty", "cut"])
@@ -228,6 +291,15 @@ def test_cli_reports_config_typos_and_missing_shards(tmp_path, capsys):
     assert "did you mean 'steps'" in capsys.readouterr().err
     assert main([*CONFIG, "--shards", str(tmp_path / "none"), "--out", str(tmp_path / "run")] + TINY) == 2
     assert "shards directory not found" in capsys.readouterr().err
+
+
+def test_a_read_only_run_folder_is_one_line_and_exit_2(uneven_shards, read_only_folder, capsys):
+    code = main([*CONFIG, "--shards", str(uneven_shards), "--out", str(read_only_folder), *TINY,
+                 "train.steps=1"])
+    err = capsys.readouterr().err
+    reason = "read-only file system" if os.geteuid() == 0 else "permission denied"
+    assert code == 2 and err == f"error: cannot write to {read_only_folder}: {reason}\n"
+    assert list(read_only_folder.iterdir()) == []
 
 
 def test_a_second_training_in_one_run_folder_is_refused(uneven_shards, tmp_path, capsys):

@@ -15,6 +15,7 @@ from common.files import atomic_output
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_NAME = "last.pt"
+START_NAME = "step-0.pt"
 ENCODER_KEYS = ("model", "config")   # what rebuilding the encoder needs
 RESUME_KEYS = ("model", "optimizer", "scheduler", "step", "data_position", "config")
 
@@ -26,6 +27,12 @@ class CheckpointReadError(ValueError):
 
 def last_checkpoint_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / LAST_NAME
+
+
+def start_checkpoint_path(run_dir: str | Path) -> Path:
+    """The untrained encoder of a run (written before its first step): its numbers beside the
+    trained ones show what training changed."""
+    return Path(run_dir) / CHECKPOINT_DIR / START_NAME
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:

@@ -2,7 +2,9 @@
 
 A batch holds N styles (``styles_per_batch``: N shard samples); per style K stylizations
 (``images_per_style``) plus the style image itself. Every image of a style carries the same
-label, so the loss treats them as positives of each other.
+label, so the loss treats them as positives of each other; every image also carries its style's
+manifest group, for the group term (``train.positives``: group or both), whose batches take
+same-group pairs of styles from the shuffle buffer (:func:`pair_groups`).
 
 Streaming (``nst`` mode), per rank and DataLoader worker:
 
@@ -52,8 +54,9 @@ SHOWN_SHARDS = 5                 # shards named in a message before "and N more"
 CROP_SCALE = (0.4, 1.0)      # random resized crop of the SS views: area fraction kept
 CROP_RATIO = (3 / 4, 4 / 3)  # and aspect ratio range
 
-# A style drawn for a batch: JPEG bytes of its chosen images, and the label they share.
-Draw = tuple[list[bytes], str]
+# A style drawn for a batch: JPEG bytes of its chosen images, the style they share and its
+# manifest group (the style itself when it has none).
+Draw = tuple[list[bytes], str, str]
 
 
 def _silent(message: str) -> None:
@@ -72,7 +75,8 @@ def train_shards(shards_root: str | Path, bad_shards: str = "error",
     """The readable complete shard paths of the train split, with a message that says what is
     missing.
 
-    Shards without a stats file (stage 1 did not finish them) are left out with a warning. Every
+    Incomplete shards (without their stats file or index: stage 1 did not finish them) are left
+    out with a warning. Every
     complete shard's tar is checked up front (headers only): a cut or corrupt one is an error,
     or with ``bad_shards="skip"`` left out with a warning naming it.
     """
@@ -90,7 +94,7 @@ def train_shards(shards_root: str | Path, bad_shards: str = "error",
     if incomplete:
         names = _shown([Path(url).name for url in incomplete])
         warn(f"{split}: {len(urls)} of {len(urls) + len(incomplete)} shards complete; "
-             f"{len(incomplete)} without stats file skipped: {names} (stage 1 did not finish "
+             f"{len(incomplete)} incomplete (no stats file or index) skipped: {names} (stage 1 did not finish "
              "them: run it again to complete the split)")
     return _readable(urls, bad_shards, warn)
 
@@ -149,12 +153,17 @@ def _pick(available: int, wanted: int, rng: np.random.Generator) -> list[int]:
     return rng.choice(available, size=wanted, replace=available < wanted).tolist()
 
 
+def sample_group(meta: dict) -> str:
+    """A sample's manifest group; a style without one is a group of its own."""
+    return meta.get("group") or f"style:{meta['style_id']}"
+
+
 def draw_from_sample(sample: dict, k: int, rng: np.random.Generator) -> Draw:
-    """K stylizations of a raw sample plus its style image, labelled by style id."""
+    """K stylizations of a raw sample plus its style image, labelled by style id and group."""
     meta = json.loads(sample[META_MEMBER])
     items = meta["items"]
     chosen = [sample[items[i]["member"]] for i in _pick(len(items), k, rng)]
-    return chosen + [sample[STYLE_MEMBER]], meta["style_id"]
+    return chosen + [sample[STYLE_MEMBER]], meta["style_id"], sample_group(meta)
 
 
 def load_image(data: bytes, size: int) -> torch.Tensor:
@@ -179,14 +188,16 @@ def random_view(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 
 def assemble(draws: list[Draw], size: int, rng: np.random.Generator, two_views: bool,
              augment: bool = False) -> dict:
-    """Decode the drawn images into a batch: ``images`` (B,3,S,S), ``labels`` (B,), and with
-    ``two_views`` a second augmented ``views`` tensor. ``images`` are augmented views when
-    ``augment`` or ``two_views`` is set."""
-    images, labels = [], []
-    for members, label in draws:
+    """Decode the drawn images into a batch: ``images`` (B,3,S,S), ``labels`` (B,) by style,
+    ``groups`` (B,) by manifest group, and with ``two_views`` a second augmented ``views``
+    tensor. ``images`` are augmented views when ``augment`` or ``two_views`` is set."""
+    images, labels, groups = [], [], []
+    for members, label, group in draws:
         images += [load_image(data, size) for data in members]
         labels += [label_id(label)] * len(members)
-    batch = {"labels": torch.tensor(labels, dtype=torch.int64)}
+        groups += [label_id(group)] * len(members)
+    batch = {"labels": torch.tensor(labels, dtype=torch.int64),
+             "groups": torch.tensor(groups, dtype=torch.int64)}
     if two_views:
         batch["views"] = torch.stack([random_view(image, rng) for image in images])
     if two_views or augment:
@@ -205,6 +216,39 @@ def read_style_groups(urls: list[str]) -> dict[str, list[bytes]]:
                              "train.mode=no_nst needs the style manifest's group column")
         groups.setdefault(group, []).append(sample[STYLE_MEMBER])
     return groups
+
+
+def batch_shortfall(train_cfg: dict, styles_per_group: dict[str, int]) -> str | None:
+    """Why the train split's styles (count per group) cannot fill a batch of ``train_cfg``, or
+    None. The no-NST control draws ``styles_per_batch`` distinct groups of 2+ styles; the other
+    modes stream styles and never run short."""
+    if train_cfg["mode"] != "no_nst":
+        return None
+    usable = sum(count > 1 for count in styles_per_group.values())
+    wanted = train_cfg["styles_per_batch"]
+    if usable >= wanted:
+        return None
+    fix = f"set train.styles_per_batch to at most {usable}" if usable >= 2 else \
+        "put more style images in shared group folders (an artist's works in one folder)"
+    return (f"train.mode=no_nst: only {usable} groups have 2+ style images in the train split, "
+            f"fewer than train.styles_per_batch={wanted}: {fix}")
+
+
+def pair_groups(items: list[tuple[str, str]], n: int, rng: np.random.Generator) -> list[int]:
+    """Positions of ``n`` of ``items`` ((group, style id) pairs) for one batch: two distinct
+    styles of one group from each of up to n // 2 groups that offer two, then random others.
+    A batch of random styles rarely holds two of one group; the pairs give the group term its
+    positives. (A pool spanning two epochs can hold one style twice: never a pair.)"""
+    members: dict[str, dict[str, int]] = {}
+    for position, (group, style) in enumerate(items):
+        members.setdefault(group, {}).setdefault(style, position)
+    paired = [list(styles.values()) for styles in members.values() if len(styles) > 1]
+    chosen: list[int] = []
+    for g in rng.permutation(len(paired))[: n // 2]:
+        chosen += rng.choice(paired[g], size=2, replace=False).tolist()
+    taken = set(chosen)
+    rest = [position for position in range(len(items)) if position not in taken]
+    return chosen + rng.choice(rest, size=n - len(chosen), replace=False).tolist()
 
 
 class StyleBatches(IterableDataset):
@@ -227,10 +271,9 @@ class StyleBatches(IterableDataset):
         if self.mode == "no_nst":
             groups = read_style_groups(urls)
             self.style_groups = {g: images for g, images in sorted(groups.items()) if len(images) > 1}
-            if len(self.style_groups) < train_cfg["styles_per_batch"]:
-                raise ShardError(f"train.mode=no_nst: only {len(self.style_groups)} groups have 2+ "
-                                 f"style images, fewer than train.styles_per_batch="
-                                 f"{train_cfg['styles_per_batch']}: lower it")
+            shortfall = batch_shortfall(train_cfg, {g: len(images) for g, images in groups.items()})
+            if shortfall:
+                raise ShardError(shortfall)
 
     def _rng(self, batch: int, purpose: int) -> np.random.Generator:
         # Separate generators for drawing (0) and augmenting (1): one cannot shift the other.
@@ -250,6 +293,27 @@ class StyleBatches(IterableDataset):
             rng = self._rng(batch, 0)
             yield batch, [draw_from_sample(next(stream), k, rng) for _ in range(n)]
 
+    def _group_draws(self, worker: int, workers: int, first: int) -> Iterator[tuple[int, list[Draw]]]:
+        """``nst`` mode with group positives: each batch takes same-group pairs (see
+        :func:`pair_groups`) from a pool of ``shuffle_buffer`` streamed samples, which the
+        stream refills. A resumed stream replays the pool's choices without decoding."""
+        n, k = self.cfg["styles_per_batch"], self.cfg["images_per_style"]
+        stream = iter(raw_sample_stream(self.urls, self.seed, self.world_size * workers))
+        pool: list[tuple[tuple[str, str], dict]] = []   # ((group, style id), raw sample)
+        for local in itertools.count():
+            batch = worker + local * workers
+            rng = self._rng(batch, 0)
+            while len(pool) < max(self.cfg["shuffle_buffer"], n):
+                sample = next(stream)
+                meta = json.loads(sample[META_MEMBER])
+                pool.append(((sample_group(meta), meta["style_id"]), sample))
+            chosen = pair_groups([key for key, _ in pool], n, rng)
+            samples = [pool[position][1] for position in chosen]
+            taken = set(chosen)
+            pool = [item for position, item in enumerate(pool) if position not in taken]
+            if local >= first:
+                yield batch, [draw_from_sample(sample, k, rng) for sample in samples]
+
     def _no_nst_draws(self, worker: int, workers: int, first: int) -> Iterator[tuple[int, list[Draw]]]:
         n, k = self.cfg["styles_per_batch"], self.cfg["images_per_style"]
         names = list(self.style_groups)
@@ -259,14 +323,17 @@ class StyleBatches(IterableDataset):
             draws = []
             for g in rng.choice(len(names), size=n, replace=False):
                 images = self.style_groups[names[g]]
-                draws.append(([images[i] for i in _pick(len(images), k, rng)], names[g]))
+                draws.append(([images[i] for i in _pick(len(images), k, rng)], names[g], names[g]))
             yield batch, draws
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         first = self.start_batch // workers
-        draws = self._nst_draws if self.mode == "nst" else self._no_nst_draws
+        if self.mode == "no_nst":
+            draws = self._no_nst_draws
+        else:
+            draws = self._nst_draws if self.cfg["positives"] == "style" else self._group_draws
         for batch, drawn in draws(worker, workers, first):
             yield assemble(drawn, self.cfg["image_size"], self._rng(batch, 1), self.two_views,
                            self.cfg["augment"])

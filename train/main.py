@@ -10,7 +10,8 @@ it before the first step) and the config stage 1 recorded there (``--config`` ma
 but not contradict it on seed, world, data or stylize keys). ``train.mode=nst`` trains on each
 style's stylizations plus its style image; ``no_nst`` on the raw style images of each group.
 Writes to ``--out``: ``config.yaml``, ``metrics.jsonl``, TensorBoard scalars,
-``checkpoints/last.pt`` (every ``train.checkpoint_every`` steps and at the end).
+``checkpoints/last.pt`` (every ``train.checkpoint_every`` steps and at the end) and
+``checkpoints/step-0.pt`` (the encoder before its first step).
 
 One process runs without a process group; under torchrun each rank joins one (gloo on CPU,
 nccl on GPU) and the model is wrapped in DDP. Rank 0 prints a progress line, appends step,
@@ -44,7 +45,8 @@ from torch.nn.parallel import DistributedDataParallel
 from common.config import add_config_args, config_for_shards, save_config
 from common.files import FolderLock, LockedError
 from shards.reader import ShardError
-from train.checkpoint import RESUME_KEYS, last_checkpoint_path, load_checkpoint, save_checkpoint
+from train.checkpoint import (RESUME_KEYS, last_checkpoint_path, load_checkpoint, save_checkpoint,
+                              start_checkpoint_path)
 from train.data import batch_stream, train_shards
 from train.loss import multi_positive_infonce, two_view_loss
 from train.model import ModelConfigError, build_encoder
@@ -147,12 +149,18 @@ def means_over_ranks(values: dict[str, float], env: Distributed) -> dict[str, fl
     return dict(zip(values, (tensor / env.world_size).tolist()))
 
 
+# Which labels each contrastive term groups by (train.positives): a style's stylizations and
+# its style image (``labels``), or every style of one manifest group (``groups``).
+POSITIVE_TERMS = {"style": {"infonce": "labels"}, "group": {"group_infonce": "groups"},
+                  "both": {"infonce": "labels", "group_infonce": "groups"}}
+
+
 def loss_terms(model: torch.nn.Module, batch: dict, train_cfg: dict, env: Distributed
                ) -> dict[str, torch.Tensor]:
-    """The unweighted loss terms of a batch: ``infonce`` (multi-positive, over the labels) and,
-    when the batch has second views (the SS term is on), ``two_view``."""
+    """The unweighted loss terms of a batch: the multi-positive contrastive terms of
+    ``train.positives`` (``infonce`` over styles, ``group_infonce`` over groups) and, when the
+    batch has second views (the SS term is on), ``two_view``."""
     images = batch["images"].to(env.device, non_blocking=True)
-    labels = batch["labels"].to(env.device, non_blocking=True)
     two_views = "views" in batch
     if two_views:  # one forward pass for both views: DDP expects one forward per backward
         images = torch.cat([images, batch["views"].to(env.device, non_blocking=True)])
@@ -160,18 +168,23 @@ def loss_terms(model: torch.nn.Module, batch: dict, train_cfg: dict, env: Distri
         codes = model(images)
     codes = codes.float()
     temperature = train_cfg["temperature"]
-    if not two_views:
-        return {"infonce": multi_positive_infonce(codes, labels, temperature)}
-    view_a, view_b = codes.chunk(2)
-    return {"infonce": multi_positive_infonce(view_a, labels, temperature),
-            "two_view": two_view_loss(view_a, view_b, temperature)}
+    view_a, view_b = codes.chunk(2) if two_views else (codes, None)
+    # The no-NST control's labels are its raw groups already: one term.
+    positives = train_cfg["positives"] if train_cfg["mode"] == "nst" else "style"
+    terms = {name: multi_positive_infonce(view_a, batch[key].to(env.device, non_blocking=True),
+                                          temperature)
+             for name, key in POSITIVE_TERMS[positives].items()}
+    if two_views:
+        terms["two_view"] = two_view_loss(view_a, view_b, temperature)
+    return terms
 
 
 def weighted_loss(terms: dict[str, torch.Tensor], train_cfg: dict) -> torch.Tensor:
-    """The loss minimised: InfoNCE plus ``ss_weight`` times the two-view term when present."""
-    if "two_view" not in terms:
-        return terms["infonce"]
-    return terms["infonce"] + train_cfg["ss_weight"] * terms["two_view"]
+    """The loss minimised: the mean of the contrastive terms plus ``ss_weight`` times the
+    two-view term when present."""
+    contrastive = [value for name, value in terms.items() if name != "two_view"]
+    loss = torch.stack(contrastive).mean()
+    return loss + train_cfg["ss_weight"] * terms["two_view"] if "two_view" in terms else loss
 
 
 def compute_loss(model: torch.nn.Module, batch: dict, train_cfg: dict, env: Distributed) -> torch.Tensor:
@@ -373,6 +386,9 @@ def _train(cfg: dict, urls: list[str], out: Path, resume: bool) -> dict:
         save_config(cfg, out)
     model, optimizer, scheduler = setup_model(cfg, env)
     start = restore(last_checkpoint_path(out), model, optimizer, scheduler, cfg, env) if resume else 0
+    if start == 0 and env.is_main:
+        save_checkpoint(start_checkpoint_path(out),
+                        checkpoint_state(model, optimizer, scheduler, 0, cfg, env))
     stream = batch_stream(urls, cfg["train"], cfg["seed"], env.rank, env.world_size,
                           start_batch=start, pin_memory=env.device.type == "cuda")
     figures = train_steps(model, optimizer, scheduler, stream, cfg, out, start, env)

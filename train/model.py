@@ -133,12 +133,35 @@ class StyleNetBranch(nn.Module):
         self.norm = nn.LayerNorm(STYLE_DIM)
         self.out_dim = STYLE_DIM
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def vectors(self, images: torch.Tensor) -> torch.Tensor:
+        """The network's raw style vectors (B, 100), on the images' device."""
         if images.device != self.network.device:   # the module moved: so does the session
             self.network = style_network(self.methods_cfg, self.style_size, images.device)
         # clone(): the network answers in inference mode; autograd needs an ordinary tensor
-        vectors = self.network.style_vectors(images.detach()).clone().to(images.device)
-        return self.norm(vectors)
+        return self.network.style_vectors(images.detach()).clone().to(images.device)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.vectors(images))
+
+
+class PretrainedStart(nn.Module):
+    """The style vector's direction, mapped into the code by an identity-initialised projection.
+
+    Added to the fusion MLP's output, whose last layer starts at zero: before any training the
+    code is the L2-normalised style vector in the first 100 of ``embed_dim`` coordinates, so it
+    ranks every image exactly as the pretrained network does, and training moves it only where
+    the loss pulls (the projection and the MLP both learn).
+    """
+
+    def __init__(self, embed_dim: int):
+        super().__init__()
+        self.project = nn.Linear(STYLE_DIM, embed_dim, bias=False)
+        with torch.no_grad():
+            self.project.weight.zero_()
+            self.project.weight[:STYLE_DIM].copy_(torch.eye(STYLE_DIM))
+
+    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
+        return self.project(F.normalize(vectors.float(), dim=1))
 
 
 class StyleEncoder(nn.Module):
@@ -166,13 +189,25 @@ class StyleEncoder(nn.Module):
         in_dim = sum(branch.out_dim for branch in self.branches())
         self.fusion = nn.Sequential(nn.Linear(in_dim, model_cfg["fusion_hidden"]), nn.GELU(),
                                     nn.Linear(model_cfg["fusion_hidden"], model_cfg["embed_dim"]))
+        # Checkpoints of earlier versions have no residual key: they were trained without it.
+        residual = style_on and model_cfg["style_net"].get("residual", False)
+        self.start = PretrainedStart(model_cfg["embed_dim"]) if residual else None
+        if self.start is not None:   # the MLP starts as a zero correction of the style vector
+            nn.init.zeros_(self.fusion[-1].weight)
+            nn.init.zeros_(self.fusion[-1].bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[-2:] != (self.image_size, self.image_size):
             images = F.interpolate(images, size=(self.image_size, self.image_size),
                                    mode="bilinear", antialias=True, align_corners=False)
-        parts = [branch(images).float() for branch in self.branches()]
-        return F.normalize(self.fusion(torch.cat(parts, dim=1)).float(), dim=1)
+        parts = [branch(images).float() for branch in (self.vit, self.vgg) if branch is not None]
+        vectors = self.style_net.vectors(images) if self.style_net is not None else None
+        if vectors is not None:
+            parts.append(self.style_net.norm(vectors))
+        code = self.fusion(torch.cat(parts, dim=1)).float()
+        if self.start is not None:
+            code = code + self.start(vectors)
+        return F.normalize(code, dim=1)
 
     def branches(self) -> list[nn.Module]:
         return [branch for branch in (self.vit, self.vgg, self.style_net) if branch is not None]
