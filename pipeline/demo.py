@@ -109,9 +109,11 @@ def run_demo(config: str, overrides: list[str], out: Path) -> dict:
                    *resume, *overrides, *variant_overrides(cfg, name)]
         timings[f"train {name}"] = _run(f"train {name}", command)
         checkpoints += ["--checkpoint", f"{name}={run_dir / 'checkpoints' / 'last.pt'}"]
-    # The first variant before training too: what training changed, side by side.
+    # The first variant before training too: what training changed, side by side (a run
+    # folder from before step-0 checkpoints has none).
     first = cfg["demo"]["run"][0]
-    checkpoints += ["--checkpoint", f"{first}_step0={runs / first / 'checkpoints' / 'step-0.pt'}"]
+    start = runs / first / "checkpoints" / "step-0.pt"
+    checkpoints += ["--checkpoint", f"{first}_step0={start}"] if start.is_file() else []
     timings["eval"] = _run("evaluation", [sys.executable, str(REPO_ROOT / "pipeline/eval.py"), *common,
                                           "--shards", str(shards), *checkpoints,
                                           "--out", str(report), *overrides])
