@@ -6,12 +6,14 @@ and at worst a hidden ``.<name>.<hex>.tmp`` that the next run may delete.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
 
 def temporary_path(path: Path) -> Path:
@@ -43,6 +45,15 @@ def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
 def write_atomic(path: str | Path, data: bytes) -> None:
     with atomic_output(path) as fh:
         fh.write(data)
+
+
+def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """Write a CSV table (``header`` then ``rows``, "\n" line ends) atomically."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue().encode())
 
 
 def write_json(path: str | Path, payload: Any) -> None:

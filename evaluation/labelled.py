@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 import math
 import os
 from collections import Counter, defaultdict
@@ -29,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from common.files import write_atomic
+from common.files import write_csv
 from evaluation.metrics import _count_at_least
 
 ID_COLUMN = "id"
@@ -569,11 +568,7 @@ def _roles(size: int, queries: np.ndarray, gallery: np.ndarray) -> list[str]:
 def write_split(path: str | Path, ids: Sequence[str], queries: np.ndarray, gallery: np.ndarray) -> None:
     """Write the split as a CSV of ``id,role`` (role query or database), one line per row, so
     that a later run (or another model) scores the very same split."""
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow([ID_COLUMN, "role"])
-    writer.writerows(zip(ids, _roles(len(ids), queries, gallery)))
-    write_atomic(path, text.getvalue().encode())
+    write_csv(path, [ID_COLUMN, "role"], zip(ids, _roles(len(ids), queries, gallery)))
 
 
 def read_split(path: str | Path, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -125,12 +125,12 @@ def stored_codes(task: LabelledTask, text: str) -> tuple[str, np.ndarray]:
     except StyleCodeError as exc:
         raise EvalError(f"--embeddings {text}: {exc}") from None
     row_of = {str(Path(path).resolve()): row for row, path in enumerate(stored.paths)}
-    missing = [path for path in task.table.paths if str(Path(path).resolve()) not in row_of]
+    wanted = [str(Path(path).resolve()) for path in task.table.paths]
+    missing = [path for path in wanted if path not in row_of]
     if missing:
         raise EvalError(f"--embeddings {text}: {len(missing)} of the table's {len(task.table)} "
                         f"images have no code there (embed the table's images), e.g. {missing[0]}")
-    rows = [row_of[str(Path(path).resolve())] for path in task.table.paths]
-    return name or stored.info.name, stored.codes[rows]
+    return name or stored.info.name, stored.codes[[row_of[path] for path in wanted]]
 
 
 def _picture(task: LabelledTask, model: str, codes: np.ndarray, queries: int, out: Path) -> None:

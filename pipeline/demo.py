@@ -62,12 +62,9 @@ def variant_overrides(cfg: dict, name: str) -> list[str]:
 
 def train_styles_per_group(cfg: dict) -> dict[str, int]:
     """Styles per group in the train split stage 1 will write (its plan, from the manifests)."""
-    from pipeline.plan import make_plan
-    from pipeline.stylize import resolve_inputs
-    from shards.manifest import read_content_manifest, read_style_manifest
+    from pipeline.stylize import plan_inputs
     from shards.schema import TRAIN_SPLIT
-    contents, styles = resolve_inputs(cfg)
-    plan = make_plan(read_content_manifest(contents), read_style_manifest(styles), cfg, cfg["seed"])
+    plan, _ = plan_inputs(cfg)
     return Counter(sample.group for shard in plan.shards if shard.split == TRAIN_SPLIT
                    for sample in shard.groups)
 
@@ -75,12 +72,11 @@ def train_styles_per_group(cfg: dict) -> dict[str, int]:
 def check_variants(config: str, overrides: list[str], cfg: dict) -> None:
     """Every variant of ``demo.run`` can fill its batches from the train split: checked before
     stage 1, so a short collection stops the run before any work, naming what to change."""
-    from shards.manifest import ManifestError
     from train.data import batch_shortfall
     try:
         counts = train_styles_per_group(cfg)
-    except (ManifestError, ValueError):
-        return   # bad inputs: stage 1 checks them first and names the file and row
+    except ValueError:   # a ManifestError among them: bad inputs, which stage 1 names (file, row)
+        return
     problems = []
     for name in cfg["demo"]["run"]:
         variant = load_config(config, overrides + variant_overrides(cfg, name))

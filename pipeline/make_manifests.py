@@ -18,8 +18,6 @@ if __name__ == "__main__":  # run as a script, pipeline/ is first on sys.path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
-import io  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
@@ -27,7 +25,7 @@ from collections import Counter  # noqa: E402
 from typing import Sequence  # noqa: E402
 
 from common.config import ConfigError, add_config_args, load_config  # noqa: E402
-from common.files import atomic_output  # noqa: E402
+from common.files import write_csv  # noqa: E402
 from shards.manifest import (CONTENT_SCHEMA, STYLE_SCHEMA, ManifestError,  # noqa: E402
                              read_content_manifest, read_style_manifest, write_manifest)
 from stylecode.collection import find_images  # noqa: E402
@@ -94,12 +92,8 @@ def make_manifests(contents: Path, styles: Path, out: Path, extensions: Sequence
 def write_labels(style_entries: list[tuple[str, str, str, str]], column: str, path: Path) -> None:
     """The style images as a labelled collection (``eval.labelled.table``): each image's first
     subfolder in ``column``; an image with none is unlabelled (a distractor)."""
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(["id", "path", column])
-    writer.writerows([(image, relative_path, folder) for image, relative_path, _, folder in style_entries])
-    with atomic_output(path) as fh:
-        fh.write(text.getvalue().encode())
+    write_csv(path, ["id", "path", column],
+              [(image, relative_path, folder) for image, relative_path, _, folder in style_entries])
 
 
 def describe(content_path: Path, style_path: Path) -> str:

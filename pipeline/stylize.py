@@ -30,7 +30,7 @@ import json  # noqa: E402
 import time  # noqa: E402
 from collections import Counter, deque  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, Callable  # noqa: E402
 
 from common.config import (RESOLVED_NAME, add_config_args, load_config, recorded_config,  # noqa: E402
                            save_config, shard_differences)
@@ -88,13 +88,18 @@ def check_methods(cfg: dict) -> None:
         raise Stage1Error(str(exc)) from None
 
 
-def build_plan(cfg: dict) -> tuple[Plan, Path]:
+def plan_inputs(cfg: dict, say: Callable[[str], None] = lambda message: None) -> tuple[Plan, Path]:
+    """The plan of ``cfg`` and the content manifest it draws from; ``say`` hears what was read."""
     content_path, style_path = resolve_inputs(cfg)
     contents = read_content_manifest(content_path)
     styles = read_style_manifest(style_path)
-    print(f"[stage1] {len(contents)} contents from {content_path}")
-    print(f"[stage1] {len(styles)} styles from {style_path}")
-    plan = make_plan(contents, styles, cfg, cfg["seed"])
+    say(f"[stage1] {len(contents)} contents from {content_path}")
+    say(f"[stage1] {len(styles)} styles from {style_path}")
+    return make_plan(contents, styles, cfg, cfg["seed"]), content_path
+
+
+def build_plan(cfg: dict) -> tuple[Plan, Path]:
+    plan, content_path = plan_inputs(cfg, print)
     for line in plan.describe():
         print(f"[stage1]   {line}")
     for warning in plan.warnings:

@@ -7,14 +7,12 @@ an image's technique-mates), subject is content (it should not find its subject-
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-from common.files import atomic_output
+from common.files import write_csv
 from world.generate import MARKER, STYLE_MANIFEST
 
 COLUMNS = ("technique", "palette", "subject")
@@ -53,11 +51,7 @@ def write_world_labels(world_root: str | Path, exclude_groups: Iterable[str],
     """Write :func:`world_label_rows` as a CSV table (``eval.labelled.table``'s layout); returns
     the columns that have a query (a label on two or more images): a small world may have none."""
     rows = world_label_rows(world_root, exclude_groups)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=["id", "path", *COLUMNS])
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_output(path) as fh:
-        fh.write(text.getvalue().encode())
+    header = ["id", "path", *COLUMNS]
+    write_csv(path, header, [[row[key] for key in header] for row in rows])
     return [column for column in COLUMNS
             if max(Counter(row[column] for row in rows).values(), default=0) > 1]
