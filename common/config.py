@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 from pydantic import ValidationError
 
-from common.files import write_atomic
+from common import storage
 from common.schema import METHOD_FILE_OPTIONS, PATH_KEYS, Config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ DEFAULT_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"
 RESOLVED_NAME = "config.yaml"
 
 # Sections whose children are free-form (e.g. per-method options): new keys are allowed there.
-OPEN_SECTIONS = ("stylize.methods", "demo.variants")
+OPEN_SECTIONS = ("stylize.methods", "demo.variants", "storage.options")
 
 
 class ConfigError(ValueError):
@@ -75,9 +76,9 @@ def _load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_StrictLoader)
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_yaml(path: str | Path) -> dict:
     try:
-        data = _load_yaml(path.read_text()) or {}
+        data = _load_yaml(storage.read_text(path)) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except yaml.YAMLError as exc:
@@ -242,7 +243,9 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     check the result against the schema."""
     overrides = list(overrides)
     path = path or DEFAULT_CONFIG
-    return validate(apply_overrides(load_file(path), overrides), path, overrides)
+    cfg = validate(apply_overrides(load_file(path), overrides), path, overrides)
+    storage.configure_from(cfg)
+    return cfg
 
 
 # Sections that define what stage 1 wrote: a run reading shards must agree with them.
@@ -266,11 +269,13 @@ def config_for_shards(path: str | Path | None, overrides: Iterable[str], shards:
     Without ``path`` it is the config stage 1 recorded with the shards (``<shards>/config.yaml``),
     not the embedded default: shards made at 224 px train at 224 px. With ``path``, the keys that
     define the shards (``SHARD_SECTIONS``) must agree with the recorded ones: a contradiction is
-    an error naming the key, not a silent mismatch.
+    an error naming the key, not a silent mismatch. ``shards`` may be a URL: the storage options
+    of ``--config`` and the overrides apply to reading it.
     """
-    recorded = Path(shards) / RESOLVED_NAME
+    recorded = storage.join(shards, RESOLVED_NAME)
     overrides = list(overrides)
-    if not recorded.is_file():
+    storage.configure_from(apply_overrides(load_file(path or DEFAULT_CONFIG), overrides))
+    if not storage.is_file(recorded):
         if path is None:
             raise ConfigError(f"no --config given and {recorded} (written by stage 1) is missing: "
                               "pass the config the shards were made with")
@@ -281,14 +286,17 @@ def config_for_shards(path: str | Path | None, overrides: Iterable[str], shards:
     for key, mine, theirs in shard_differences(cfg, stored):
         raise ConfigError(f"{key} is {mine!r} here but the shards were made with {theirs!r} "
                           f"({recorded}): leave --config out to use the shards' config, or fix it")
+    storage.configure_from(cfg)
     return cfg
 
 
 def recorded_config(shards: str | Path) -> dict:
     """The config stage 1 recorded in ``shards``. It is complete for the code that wrote it;
     keys added since come from the embedded default."""
-    recorded = Path(shards) / RESOLVED_NAME
-    return merge(load_file(DEFAULT_CONFIG), load_file(recorded), str(recorded))
+    recorded = storage.join(shards, RESOLVED_NAME)
+    # Saved resolved: absolute paths, no inherit (and on object storage no folder to resolve in).
+    stored = _read_yaml(recorded) if storage.is_url(recorded) else load_file(recorded)
+    return merge(load_file(DEFAULT_CONFIG), stored, str(recorded))
 
 
 def shard_differences(cfg: dict, other: dict) -> list[tuple[str, Any, Any]]:
@@ -297,11 +305,34 @@ def shard_differences(cfg: dict, other: dict) -> list[tuple[str, Any, Any]]:
                              {k: other.get(k) for k in SHARD_SECTIONS}, ""))
 
 
-def save_config(cfg: dict, out_dir: str | Path, name: str = RESOLVED_NAME) -> Path:
-    """Write the resolved config next to a run's outputs (atomically)."""
-    target = Path(out_dir) / name
-    write_atomic(target, yaml.safe_dump(cfg, sort_keys=False).encode())
-    return target
+# Option names that hold credentials in fsspec backends' options (s3fs key/secret/token,
+# gcsfs token, adlfs account_key/sas_token/connection_string/client_secret/credential...).
+SECRET_OPTION = re.compile(r"key|secret|token|password|passwd|credential|connection_string|sas",
+                           re.IGNORECASE)
+
+
+def _without_secrets(options: Any) -> Any:
+    if not isinstance(options, dict):
+        return options
+    return {name: _without_secrets(value) for name, value in options.items()
+            if not SECRET_OPTION.search(str(name))}
+
+
+def public(cfg: dict) -> dict:
+    """``cfg`` as it may be written down (saved configs, checkpoints): the storage options
+    without their credentials."""
+    options = _lookup(cfg, ("storage", "options"))
+    if options is _MISSING:
+        return cfg
+    return {**cfg, "storage": {**cfg["storage"], "options": _without_secrets(options)}}
+
+
+def save_config(cfg: dict, out_dir: str | Path, name: str = RESOLVED_NAME) -> str | Path:
+    """Write the resolved config (without credentials) next to a run's outputs, atomically;
+    returns where (a Path for a local folder)."""
+    target = storage.join(out_dir, name)
+    storage.write_bytes(target, yaml.safe_dump(public(cfg), sort_keys=False).encode())
+    return target if storage.is_url(target) else Path(target)
 
 
 def add_config_args(parser) -> None:

@@ -255,6 +255,11 @@ class Search(Section):
     threads: Optional[Positive]
 
 
+class Storage(Section):
+    # Per URL scheme (s3, gs, az...), the options of its fsspec backend (common.storage).
+    options: dict[Text, dict[Text, Any]]
+
+
 class Config(Section):
     seed: NonNegative
     world: World
@@ -265,6 +270,7 @@ class Config(Section):
     demo: Demo
     embed: Embed
     search: Search
+    storage: Storage
 
 
 # Keys naming files or folders, resolved against the folder of the file that sets them (the

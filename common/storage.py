@@ -1,0 +1,270 @@
+"""Where a run reads and writes: a local path or an fsspec URL, through one small API.
+
+Every location a user gives (shards, run folders, checkpoints, reports, collections, indexes)
+may be a local path or a URL: ``s3://``, ``gs://``, ``az://`` (with s3fs, gcsfs or adlfs
+installed), ``file://``, or ``memory://`` (tests). Connection options come from, in order:
+
+1. the backend's own defaults, which read the usual environment variables and files (S3:
+   ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``,
+   ``~/.aws``; GCS: ``GOOGLE_APPLICATION_CREDENTIALS``; Azure: ``AZURE_STORAGE_*``);
+2. fsspec's own config (``~/.config/fsspec/*.json``, ``FSSPEC_<PROTOCOL>_<OPTION>`` variables);
+3. the config's ``storage.options.<protocol>`` section, passed to :func:`configure`.
+
+Credentials belong in 1 or 2: a config is saved with every run, and ``common.config.public``
+drops anything secret-looking from it before it is written anywhere.
+
+Writes are atomic: a local file is filled under a temporary name and renamed
+(``common.files.atomic_output``); an object is uploaded from a local temporary file once the
+block succeeds (one put, or a multipart upload that appears only when complete), so a
+half-written object never exists. A failed storage call is a :class:`StorageError` that names
+the location; :func:`check_readable` and :func:`check_writable` let entry points fail on a
+bad location before any work.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import tempfile
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+import fsspec
+from fsspec import AbstractFileSystem
+
+from common.files import atomic_output
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_options: dict[str, dict] = {}
+
+
+class StorageError(ValueError):
+    """A location that cannot be used; the message names it and why."""
+
+
+def configure(options: dict[str, dict] | None) -> None:
+    """Set the per-protocol options of the config's ``storage.options`` section (they apply
+    over the environment's and fsspec's own)."""
+    _options.clear()
+    _options.update(options or {})
+
+
+def configure_from(cfg: dict) -> None:
+    """:func:`configure` from a loaded config (one without a storage section clears it)."""
+    configure(cfg.get("storage", {}).get("options"))
+
+
+def is_url(location: str | Path) -> bool:
+    return isinstance(location, str) and bool(_URL.match(location))
+
+
+def scheme(location: str | Path) -> str:
+    return str(location).split("://", 1)[0] if is_url(location) else "file"
+
+
+def resolve(location: str | Path) -> str:
+    """A URL as given; a local path made absolute (the working directory may change)."""
+    return location if is_url(location) else str(Path(location).expanduser().resolve())
+
+
+def join(base: str | Path, *parts: str) -> str:
+    if is_url(base):
+        return "/".join([str(base).rstrip("/"), *(part.strip("/") for part in parts)])
+    return str(Path(base, *parts))
+
+
+def name(location: str | Path) -> str:
+    return posixpath.basename(str(location).rstrip("/"))
+
+
+def parent(location: str | Path) -> str:
+    return str(location).rstrip("/").rsplit("/", 1)[0] if is_url(location) else str(Path(location).parent)
+
+
+def with_suffix(location: str | Path, suffix: str) -> str:
+    """``shard-000001.tar`` -> ``shard-000001<suffix>`` (as ``Path.with_suffix``)."""
+    return str(Path(location).with_suffix(suffix)) if not is_url(location) else \
+        posixpath.splitext(str(location))[0] + suffix
+
+
+def filesystem(location: str | Path) -> tuple[AbstractFileSystem, str]:
+    """The fsspec file system of ``location`` and the path within it."""
+    protocol = scheme(location)
+    try:
+        return fsspec.core.url_to_fs(str(location), **_options.get(protocol, {}))
+    except ImportError as exc:   # a known scheme whose backend is not installed
+        raise StorageError(f"{location}: no backend for {protocol}:// is installed ({exc})") from None
+    except ValueError as exc:
+        if "Protocol not known" in str(exc):
+            raise StorageError(f"{location}: unknown URL scheme '{protocol}://' (no fsspec "
+                               "backend of that name)") from None
+        raise StorageError(f"{location}: {exc}") from None
+
+
+@contextmanager
+def _errors(location: str | Path) -> Iterator[None]:
+    """Turn a backend's failure on a URL into a StorageError naming it. A missing object stays
+    a FileNotFoundError (callers say what was expected there); local paths keep their own
+    errors, as they always had."""
+    try:
+        yield
+    except (StorageError, FileNotFoundError):
+        raise
+    except PermissionError as exc:
+        raise StorageError(f"{location}: access denied ({exc}): check the credentials "
+                           "(environment variables, profile, fsspec config)") from None
+    except Exception as exc:  # backends raise their own types (botocore, aiohttp, google.auth)
+        if not is_url(location):
+            raise
+        raise StorageError(f"{location}: the storage cannot be reached or refused the request "
+                           f"({type(exc).__name__}: {exc})") from None
+
+
+def exists(location: str | Path) -> bool:
+    fs, path = filesystem(location)
+    with _errors(location):
+        return fs.exists(path)
+
+
+def is_file(location: str | Path) -> bool:
+    fs, path = filesystem(location)
+    with _errors(location):
+        return fs.isfile(path)
+
+
+def is_dir(location: str | Path) -> bool:
+    """A folder, or on an object store a prefix that holds objects."""
+    fs, path = filesystem(location)
+    with _errors(location):
+        return fs.isdir(path)
+
+
+def _located(fs: AbstractFileSystem, location: str | Path, paths: Iterable[str]) -> list[str]:
+    """Backend paths as the caller's kind of location (URLs stay URLs)."""
+    return sorted(fs.unstrip_protocol(p) if is_url(location) else p for p in paths)
+
+
+def listdir(location: str | Path) -> list[str]:
+    """The locations directly under a folder (or prefix), sorted."""
+    fs, path = filesystem(location)
+    with _errors(location):
+        return _located(fs, location, fs.ls(path, detail=False))
+
+
+def glob(pattern: str | Path) -> list[str]:
+    fs, path = filesystem(pattern)
+    with _errors(pattern):
+        return _located(fs, pattern, fs.glob(path))
+
+
+def size(location: str | Path) -> int:
+    fs, path = filesystem(location)
+    with _errors(location):
+        return int(fs.size(path))
+
+
+def open_input(location: str | Path, mode: str = "rb") -> BinaryIO:
+    """A readable file object (seekable: object stores read ranges on demand)."""
+    fs, path = filesystem(location)
+    with _errors(location):
+        return fs.open(path, mode)
+
+
+def read_bytes(location: str | Path) -> bytes:
+    fs, path = filesystem(location)
+    with _errors(location):
+        return fs.cat_file(path)
+
+
+def read_text(location: str | Path) -> str:
+    return read_bytes(location).decode()
+
+
+@contextmanager
+def open_output(location: str | Path) -> Iterator[BinaryIO]:
+    """A binary handle whose content replaces ``location`` only when the block succeeds."""
+    if not is_url(location):
+        with atomic_output(location) as handle:
+            yield handle
+        return
+    fs, path = filesystem(location)
+    with tempfile.TemporaryDirectory(prefix="nststyle-put-") as folder:
+        staged = os.path.join(folder, name(location))
+        with open(staged, "wb") as handle:
+            yield handle
+        with _errors(location):
+            fs.put_file(staged, path)
+
+
+def write_bytes(location: str | Path, data: bytes) -> None:
+    with open_output(location) as handle:
+        handle.write(data)
+
+
+def write_text(location: str | Path, text: str) -> None:
+    write_bytes(location, text.encode())
+
+
+def makedirs(location: str | Path) -> None:
+    """Create a local folder; object stores have no folders to create."""
+    if not is_url(location):
+        Path(location).mkdir(parents=True, exist_ok=True)
+
+
+def upload(folder: str | Path, location: str | Path) -> None:
+    """Copy every file under a local ``folder`` to the same relative names under
+    ``location``, each written atomically."""
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        write_bytes(join(location, *path.relative_to(folder).parts), path.read_bytes())
+
+
+def download(location: str | Path, path: str | Path) -> None:
+    """Copy one object to a local file (``path``'s folder is made)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(read_bytes(location))
+
+
+def check_readable(location: str | Path, what: str = "input") -> None:
+    """Fail now, naming ``location``, when it does not exist or cannot be reached or read."""
+    fs, path = filesystem(location)
+    with _errors(location):
+        try:
+            fs.info(path)
+        except FileNotFoundError as exc:
+            detail = f" ({exc})" if str(exc) and str(exc) != path else ""
+            raise StorageError(f"{what} not found: {location}{detail}") from None
+
+
+def check_writable(location: str | Path, what: str = "output folder") -> None:
+    """Fail now, naming ``location``, when a file cannot be written under it: a small probe
+    is written and deleted (a missing bucket, denied access or a read-only folder shows here,
+    not at the end of a long run)."""
+    probe = join(location, f".write-check-{uuid.uuid4().hex}")
+    try:
+        makedirs(location)
+        write_bytes(probe, b"")
+        fs, path = filesystem(probe)
+        with _errors(probe):
+            fs.rm_file(path)
+    except StorageError as exc:
+        raise StorageError(f"cannot write to {what} {location}: {exc}") from None
+    except OSError as exc:   # local: read-only file system, permission, a missing bucket
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        raise StorageError(f"cannot write to {what} {location}: {reason}") from None
+
+
+def _webdataset_open(url: str, mode: str = "rb", bufsize: int = 8192, **kwargs) -> BinaryIO:
+    """webdataset's opener for a URL scheme (its ``gopen_schemes`` table): through fsspec with
+    this module's options, instead of the shell tools webdataset pipes from by default."""
+    return open_input(url, mode)
+
+
+def register_streams(urls: Iterable[str]) -> None:
+    """Have webdataset open the URL schemes among ``urls`` through this module."""
+    import webdataset as wds
+
+    for scheme_name in {scheme(url) for url in urls if is_url(url)} - {"file"}:
+        wds.gopen_schemes[scheme_name] = _webdataset_open
