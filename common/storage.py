@@ -103,6 +103,19 @@ def filesystem(location: str | Path) -> tuple[AbstractFileSystem, str]:
         raise StorageError(f"{location}: {exc}") from None
 
 
+def _reason(location: str | Path, exc: Exception) -> str:
+    """Why a storage call failed, in words (the caller names the location)."""
+    if isinstance(exc, PermissionError):
+        return (f"access denied ({exc}): check the credentials (environment variables, "
+                "profile, fsspec config)")
+    if isinstance(exc, OSError) and exc.strerror and not is_url(location):
+        return exc.strerror.lower()   # a local file system's: read-only, no space...
+    if isinstance(exc, (OSError, StorageError)):
+        return str(exc)
+    # Backends raise their own types for the network (botocore, aiohttp, google.auth).
+    return f"the storage cannot be reached or refused the request ({type(exc).__name__}: {exc})"
+
+
 @contextmanager
 def _errors(location: str | Path) -> Iterator[None]:
     """Turn a backend's failure on a URL into a StorageError naming it. A missing object stays
@@ -112,14 +125,10 @@ def _errors(location: str | Path) -> Iterator[None]:
         yield
     except (StorageError, FileNotFoundError):
         raise
-    except PermissionError as exc:
-        raise StorageError(f"{location}: access denied ({exc}): check the credentials "
-                           "(environment variables, profile, fsspec config)") from None
-    except Exception as exc:  # backends raise their own types (botocore, aiohttp, google.auth)
+    except Exception as exc:
         if not is_url(location):
             raise
-        raise StorageError(f"{location}: the storage cannot be reached or refused the request "
-                           f"({type(exc).__name__}: {exc})") from None
+        raise StorageError(f"{location}: {_reason(location, exc)}") from None
 
 
 def exists(location: str | Path) -> bool:
@@ -242,18 +251,14 @@ def check_writable(location: str | Path, what: str = "output folder") -> None:
     """Fail now, naming ``location``, when a file cannot be written under it: a small probe
     is written and deleted (a missing bucket, denied access or a read-only folder shows here,
     not at the end of a long run)."""
-    probe = join(location, f".write-check-{uuid.uuid4().hex}")
+    fs, path = filesystem(location)
+    probe = posixpath.join(path, f".write-check-{uuid.uuid4().hex}")
     try:
         makedirs(location)
-        write_bytes(probe, b"")
-        fs, path = filesystem(probe)
-        with _errors(probe):
-            fs.rm_file(path)
-    except StorageError as exc:
-        raise StorageError(f"cannot write to {what} {location}: {exc}") from None
-    except OSError as exc:   # local: read-only file system, permission, a missing bucket
-        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
-        raise StorageError(f"cannot write to {what} {location}: {reason}") from None
+        fs.pipe_file(probe, b"")
+        fs.rm_file(probe)
+    except Exception as exc:   # a missing bucket, denied access, a read-only file system...
+        raise StorageError(f"cannot write to {what} {location}: {_reason(location, exc)}") from None
 
 
 def _webdataset_open(url: str, mode: str = "rb", bufsize: int = 8192, **kwargs) -> BinaryIO:
@@ -268,3 +273,45 @@ def register_streams(urls: Iterable[str]) -> None:
 
     for scheme_name in {scheme(url) for url in urls if is_url(url)} - {"file"}:
         wds.gopen_schemes[scheme_name] = _webdataset_open
+
+
+def check_remote(read: Iterable[str | Path] = (), write: Iterable[str | Path] = ()) -> None:
+    """An entry point's up-front checks of the URLs among its inputs (``read``) and output
+    folders (``write``), before any work. Local paths are left to the code that uses them,
+    which names them in its own words (a missing shards folder, a read-only run folder)."""
+    for location in read:
+        if location is not None and is_url(location):
+            check_readable(location)
+    for location in write:
+        if location is not None and is_url(location):
+            check_writable(location)
+
+
+class LocalMirror:
+    """A local folder standing for ``location``, for writers that need a local file system
+    (appended logs, TensorBoard, plotting libraries): the folder itself when ``location`` is
+    local; for a URL a temporary folder whose files :meth:`push` uploads (each atomically)."""
+
+    def __init__(self, location: str | Path):
+        self.location = location
+        self._temporary = tempfile.TemporaryDirectory(prefix="nststyle-") if is_url(location) else None
+        self.folder = Path(self._temporary.name if self._temporary else location)
+
+    def __enter__(self) -> "LocalMirror":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._temporary is not None:
+            self._temporary.cleanup()
+
+    def pull(self, pattern: str) -> None:
+        """Copy the top-level files of ``location`` matching ``pattern`` into the folder, to
+        be appended to (a resumed run's logs)."""
+        if self._temporary is None:
+            return
+        for found in glob(join(self.location, pattern)):
+            download(found, self.folder / name(found))
+
+    def push(self) -> None:
+        if self._temporary is not None:
+            upload(self.folder, self.location)

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from common import storage
 from common.images import ImageError, open_image
 from shards.manifest import ManifestError, read_content_manifest
 from shards.codec import pil_to_tensor
@@ -135,11 +136,11 @@ class _SampleCollector:
                 yield image
 
 
-def check_split(split_dir: Path) -> None:
+def check_split(split_dir: str | Path) -> None:
     """Refuse, before any embedding, a split that would be scored on nothing or stop halfway:
     no complete shards, no samples, or a shard whose tar is cut or corrupt. The error names
     the split."""
-    name = f"split {split_dir.name} ({split_dir})"
+    name = f"split {storage.name(split_dir)} ({split_dir})"
     try:
         urls = complete_shards(split_dir)
         if not urls:
@@ -156,13 +157,13 @@ def check_split(split_dir: Path) -> None:
                         "failed?); rerun stage 1, or remove the split's folder")
 
 
-def content_manifest_path(split_dir: Path) -> Path:
+def content_manifest_path(split_dir: str | Path) -> str | Path:
     """The content manifest stage 1 recorded for a split (content IR-1 needs its images)."""
     path = read_info(split_dir).get("content_manifest")
     if not path:
-        raise EvalError(f"{split_dir / '_info.json'} names no content_manifest: content IR-1 "
-                        "needs the content source images")
-    return Path(path)
+        raise EvalError(f"{storage.join(split_dir, '_info.json')} names no content_manifest: "
+                        "content IR-1 needs the content source images")
+    return path if storage.is_url(path) else Path(path)
 
 
 def load_content_images(manifest: Path, content_ids: Sequence[str]) -> list[Image.Image]:
@@ -210,7 +211,6 @@ def embed_split(split_dir: str | Path, models: Sequence[Embedder], batch_size: i
     """Embed one split's stylizations, its style references and (for test splits) the content
     source images of the contents it uses. Pass one ``recurring`` to every split of a shards
     folder to embed shared references and contents once."""
-    split_dir = Path(split_dir)
     recurring = recurring or RecurringImages(models, batch_size)
     started = time.time()
     try:
@@ -226,7 +226,7 @@ def embed_split(split_dir: str | Path, models: Sequence[Embedder], batch_size: i
     by_key = dict(zip(reference_keys, collector.references))
     references = recurring.embed(reference_keys, lambda keys: [by_key[key] for key in keys])
     result = SplitEmbeddings(
-        split=split_dir.name, style_ids=np.array(collector.style_ids),
+        split=storage.name(split_dir), style_ids=np.array(collector.style_ids),
         content_ids=np.array(collector.content_ids), indices=np.array(collector.indices),
         reference_ids=np.array(collector.reference_ids), images=images, references=references)
     if with_contents:

@@ -1,29 +1,37 @@
 """The models an evaluation compares: training checkpoints and untrained baselines."""
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Sequence
 
 import torch
 
+from common import storage
 from evaluation.baselines import build_baselines
 from evaluation.embed import Embedder, EvalError, model_names
 from train.checkpoint import CheckpointReadError
 from train.model import load_encoder
 
 
-def checkpoint_name(text: str) -> tuple[str, Path]:
-    """``name=path`` or a plain path (named after its run folder: RUN/checkpoints/x.pt -> RUN)."""
+def _location(text: str) -> str | Path:
+    return text if storage.is_url(text) else Path(text)
+
+
+def checkpoint_name(text: str) -> tuple[str, str | Path]:
+    """``name=path`` or a plain path or URL (named after its run folder: RUN/checkpoints/x.pt
+    -> RUN)."""
     name, sep, path = text.partition("=")
     if sep and "/" not in name:
-        return name, Path(path)
-    path = Path(text)
-    return (path.parent.parent.name if path.parent.name == "checkpoints" else path.stem), path
+        return name, _location(path)
+    folder = storage.parent(text)
+    if storage.name(folder) == "checkpoints":
+        return storage.name(storage.parent(folder)), _location(text)
+    return PurePath(storage.name(text)).stem, _location(text)
 
 
-def load_checkpoint_model(name: str, path: Path, device: torch.device) -> Embedder:
+def load_checkpoint_model(name: str, path: str | Path, device: torch.device) -> Embedder:
     """The encoder of a training checkpoint, at the image size it was trained at."""
-    if not path.is_file():
+    if not storage.is_file(path):
         raise EvalError(f"checkpoint {name}: file not found: {path}")
     try:
         encoder, train_cfg = load_encoder(path, map_location=device)

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from common import storage
 from evaluation.embed import (Embedder, EvalError, RecurringImages, embed_images, reference_key)
 from evaluation.fusion import FusedModel, add_fused
 from shards.reader import SplitRoles, StyleReference, iter_references
@@ -69,7 +70,7 @@ class TaggingResult:
     examples: list[tuple[Image.Image, list[str], dict[str, list[str]]]] = field(default_factory=list)
 
 
-def read_tagged_styles(split_dirs: Sequence[Path]) -> TaggedStyles:
+def read_tagged_styles(split_dirs: Sequence[str | Path]) -> TaggedStyles:
     """The style references of the splits (a style shared by several splits once) with their
     tags; a missing, empty or malformed tag list is an error naming the shard and sample."""
     references: dict[str, StyleReference] = {}
@@ -100,7 +101,7 @@ def _zero_shot_tags(value: object) -> list[str]:
         raise EvalError(str(exc)) from None
 
 
-def prepare_tagging(cfg: dict, shards: Path, roles: SplitRoles, device: str) -> TaggingTask:
+def prepare_tagging(cfg: dict, shards: str | Path, roles: SplitRoles, device: str) -> TaggingTask:
     """Check and load everything tagging needs (fails before any embedding work)."""
     settings = cfg["eval"]["tagging"]
     if roles.train is None:
@@ -111,8 +112,8 @@ def prepare_tagging(cfg: dict, shards: Path, roles: SplitRoles, device: str) -> 
     except (TaggingError, TypeError) as exc:
         raise EvalError(f"{KEY}.head: {exc}") from None
     zero_shot = _zero_shot_tags(settings["zero_shot_tags"])
-    train = read_tagged_styles([shards / roles.train])
-    test = read_tagged_styles([shards / split for split in roles.test_columns()])
+    train = read_tagged_styles([storage.join(shards, roles.train)])
+    test = read_tagged_styles([storage.join(shards, split) for split in roles.test_columns()])
     try:
         text = TextEncoder(text_model_path(settings["text_model"]), device=device)
     except TaggingError as exc:

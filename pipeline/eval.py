@@ -4,6 +4,8 @@
         [--checkpoint name=PATH ...] --out EVAL [--config FILE] [key=value ...]
     python pipeline/eval.py --shards demo/shards --checkpoint nst=demo/runs/nst/checkpoints/last.pt \\
         --baselines vgg_moments,colour_hist --out demo/eval-again
+    python pipeline/eval.py --shards s3://bucket/shards \
+        --checkpoint nst=s3://bucket/runs/nst/checkpoints/last.pt --out s3://bucket/eval
 
 Reads: ``--shards``, stage 1's output folder: its splits (found by the role recorded in each
 ``_info.json``) and its recorded ``config.yaml``, which is the config unless ``--config`` is
@@ -17,7 +19,8 @@ tags and tested on the test styles (zero-shot tags held out of training).
 Writes to ``--out``: the report (``report.md``, ``report.json``: every metric per model and
 split, with its chance level), the embeddings (``embeddings/<model>/<split>.npz``), the tagging
 scores (``tagging/<model>.npz``) and heads (``heads/<model>.pt``), the pictures and the
-resolved config.
+resolved config. ``--shards``, ``--checkpoint`` and ``--out`` may be URLs (``common.storage``):
+the outputs are then written to a local temporary folder and uploaded when the run succeeds.
 
 Labelled retrieval (docs/labelled.md): with ``eval.labelled.table`` (a CSV or parquet of image
 paths and label columns: artist, genre...), or on the synthetic world's held-out style groups
@@ -41,6 +44,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from common import storage  # noqa: E402
 from common.config import (ConfigError, add_config_args, config_for_shards, load_config,  # noqa: E402
                            save_config)
 from evaluation.baselines import conditioning_baselines  # noqa: E402
@@ -95,10 +99,10 @@ def conditioning_models(models: list[Embedder], names: list[str]) -> dict[str, s
     return {**encoders, **conditioning_baselines(names)}
 
 
-def own_code_splits(conditioning: dict[str, str], shards: Path, splits: list[str]) -> dict[str, list[str]]:
+def own_code_splits(conditioning: dict[str, str], shards: str, splits: list[str]) -> dict[str, list[str]]:
     """For each model of ``conditioning`` (see :func:`conditioning_models`), the test splits its
     NST network stylized (there the model sees the code the images were made from)."""
-    networks = {split: set(read_info(shards / split).get("networks", {}).values()) for split in splits}
+    networks = {split: set(read_info(storage.join(shards, split)).get("networks", {}).values()) for split in splits}
     return {name: [split for split in splits if method in networks[split]]
             for name, method in conditioning.items()
             if any(method in networks[split] for split in splits)}
@@ -111,7 +115,7 @@ def save_embeddings(split: SplitEmbeddings, out: Path) -> None:
         np.savez(folder / f"{split.split}.npz", **split.arrays(model))
 
 
-def retrieval_grid(split: SplitEmbeddings, split_dir: Path, model: str, cfg: dict, out: Path) -> None:
+def retrieval_grid(split: SplitEmbeddings, split_dir: str, model: str, cfg: dict, out: Path) -> None:
     """A few evenly spread queries of the split with their nearest stylizations."""
     embeddings = split.images[model]
     queries = np.unique(np.linspace(0, len(embeddings) - 1, cfg["eval"]["grid_queries"]).astype(int))
@@ -157,7 +161,7 @@ def tag(task: TaggingTask, args: argparse.Namespace, cfg: dict, models: list[Emb
     return result
 
 
-def check_shards(shards: Path) -> SplitRoles:
+def check_shards(shards: str) -> SplitRoles:
     """The test splits of ``shards``, each checked (content manifest, shards against their
     stats) before any embedding work."""
     roles = split_roles(shards)
@@ -165,11 +169,11 @@ def check_shards(shards: Path) -> SplitRoles:
         raise EvalError(f"{shards} holds no test-<method> splits: point --shards at the output "
                         "folder of pipeline/stylize.py")
     for split in roles.test_columns():
-        manifest = content_manifest_path(shards / split)
-        if not manifest.is_file():
-            raise EvalError(f"{shards / split}: content manifest not found: {manifest}")
+        manifest = content_manifest_path(storage.join(shards, split))
+        if not storage.is_file(manifest):
+            raise EvalError(f"{storage.join(shards, split)}: content manifest not found: {manifest}")
     for split in roles.test_columns() + ([roles.crops] if roles.crops else []):
-        check_split(shards / split)
+        check_split(storage.join(shards, split))
     return roles
 
 
@@ -187,7 +191,7 @@ def run_config(args: argparse.Namespace) -> dict:
     return cfg
 
 
-def evaluate_splits(args: argparse.Namespace, cfg: dict, shards: Path, roles: SplitRoles,
+def evaluate_splits(args: argparse.Namespace, cfg: dict, shards: str, roles: SplitRoles,
                     models: list[Embedder], fused: list[FusedModel], recurring: RecurringImages,
                     out: Path, meta: dict) -> Results:
     """Every model on every test split and the crops: embeddings saved, metrics scored."""
@@ -202,7 +206,7 @@ def evaluate_splits(args: argparse.Namespace, cfg: dict, shards: Path, roles: Sp
                                                     roles.test_columns())})
     grid_split = roles.held_out or roles.test_columns()[-1]
     for split_name, kind in splits:
-        split = embed_split(shards / split_name, models, cfg["eval"]["batch_size"],
+        split = embed_split(storage.join(shards, split_name), models, cfg["eval"]["batch_size"],
                             with_contents=kind == TEST, recurring=recurring)
         fuse_split(split, fused)
         save_embeddings(split, out)
@@ -215,7 +219,7 @@ def evaluate_splits(args: argparse.Namespace, cfg: dict, shards: Path, roles: Sp
         print(f"  {split_name}: {len(split.style_ids)} images, embedded in {split.seconds:.1f}s, "
               f"metrics in {time.time() - started:.1f}s", flush=True)
         if split_name == grid_split:
-            retrieval_grid(split, shards / split_name, names[0], cfg, out)
+            retrieval_grid(split, storage.join(shards, split_name), names[0], cfg, out)
     return results
 
 
@@ -238,7 +242,7 @@ def evaluate_labelled(task: LabelledTask, args: argparse.Namespace, cfg: dict,
     return lines
 
 
-def table_source(cfg: dict, shards: Path | None, out: Path) -> TableSource | None:
+def table_source(cfg: dict, shards: str | None, out: Path) -> TableSource | None:
     """The labelled table of the run: ``eval.labelled.table``, or the synthetic world's style
     images of the groups stage 1 held out (``eval.labelled.world``), or None."""
     lcfg = cfg["eval"]["labelled"]
@@ -247,11 +251,11 @@ def table_source(cfg: dict, shards: Path | None, out: Path) -> TableSource | Non
     if not (lcfg["world"] and shards is not None and cfg["data"]["style_manifest"] is None):
         return None
     world = world_dir(cfg)
-    if not ((shards / TRAIN_SPLIT).is_dir() and (world / WORLD_MARKER).is_file()):
+    if not (storage.is_dir(storage.join(shards, TRAIN_SPLIT)) and (world / WORLD_MARKER).is_file()):
         print(f"  labelled: skipped: the world's table needs its train split and the world "
               f"({world}) to tell which groups were held out", flush=True)
         return None
-    train_groups = set(read_index(shards / TRAIN_SPLIT).column("group").to_pylist())
+    train_groups = set(read_index(storage.join(shards, TRAIN_SPLIT)).column("group").to_pylist())
     if not train_groups <= world_groups(world):
         print(f"  labelled: skipped: the shards were not made from the world in {world}", flush=True)
         return None
@@ -264,21 +268,35 @@ def table_source(cfg: dict, shards: Path | None, out: Path) -> TableSource | Non
     return TableSource(path, columns, WORLD_NOTES)
 
 
-def trained_paths(cfg: dict, shards: Path | None) -> set[str] | None:
+def trained_paths(cfg: dict, shards: str | None) -> set[str] | None:
     """The resolved paths of the style images of stage 1's train split (the images every
     encoder of the run has seen), or None without shards, a train split or a style manifest
     (the synthetic world's table holds no trained image)."""
-    if shards is None or cfg["data"]["style_manifest"] is None or not (shards / TRAIN_SPLIT).is_dir():
+    train = storage.join(shards, TRAIN_SPLIT) if shards else None
+    if train is None or cfg["data"]["style_manifest"] is None or not storage.is_dir(train):
         return None
-    train_ids = set(read_index(shards / TRAIN_SPLIT).column("style_id").to_pylist())
+    train_ids = set(read_index(train).column("style_id").to_pylist())
     styles = read_style_manifest(cfg["data"]["style_manifest"], check_files=False)
     return {str(Path(row.path).resolve()) for row in styles if row.style_id in train_ids}
 
 
 def evaluate(args: argparse.Namespace) -> Results:
     cfg = run_config(args)
-    shards = Path(args.shards).resolve() if args.shards else None
-    out = Path(args.out).resolve()
+    shards = storage.resolve(args.shards) if args.shards else None
+    target = storage.resolve(args.out)
+    storage.check_remote(read=[shards, *(checkpoint_name(text)[1] for text in args.checkpoint)],
+                         write=[target])
+    # Pictures, arrays and heads are written by libraries that want a local file system: on
+    # object storage they are made in a local folder and uploaded when the run succeeds.
+    with storage.LocalMirror(target) as mirror:
+        results = evaluate_into(args, cfg, shards, mirror.folder)
+        mirror.push()
+    print(f"report: {storage.join(target, 'report.md')}", flush=True)
+    return results
+
+
+def evaluate_into(args: argparse.Namespace, cfg: dict, shards: str | None, out: Path) -> Results:
+    """The evaluation proper, writing to the local folder ``out``."""
     roles = check_shards(shards) if shards else None   # fail before any embedding work
     device = default_device()
     models = build_models(args.checkpoint, cfg, device) if (args.checkpoint or cfg["eval"]["baselines"]) else []
@@ -308,7 +326,6 @@ def evaluate(args: argparse.Namespace) -> Results:
         print_tagging_summary(tagged)
     if labelled:
         print_labelled_summary(meta["labelled"])
-    print(f"report: {out / 'report.md'}", flush=True)
     return results
 
 
@@ -354,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         evaluate(args)
-    except (EvalError, ConfigError, ShardError, TaggingError) as exc:
+    except (EvalError, ConfigError, ShardError, TaggingError, storage.StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,5 +1,8 @@
 """Reads shards with stock ``webdataset``; adds group decoding and split discovery on top.
 
+A shards root may be a local folder or a URL (``common.storage``): splits are found by listing,
+tars are streamed through fsspec.
+
 The pieces are small generator stages so training can compose them with its own splitting,
 shuffling and batching (decode *after* the shuffle buffer: decoded images multiply memory).
 """
@@ -16,9 +19,10 @@ import pyarrow.parquet as pq
 import webdataset as wds
 from PIL import Image
 
+from common import storage
 from shards.codec import decode_image
 from shards.schema import (INFO_NAME, META_MEMBER, ROLE_CROPS, ROLE_HELD_OUT, ROLE_TEST,
-                           ROLE_TRAIN, STYLE_MEMBER, is_complete, shard_number, shard_paths)
+                           ROLE_TRAIN, STYLE_MEMBER, shard_number, shard_paths)
 
 
 @dataclass
@@ -40,41 +44,43 @@ class ShardError(RuntimeError):
 
 def list_splits(root: str | Path) -> list[str]:
     """Split names under a shards root (directories holding an ``_info.json``)."""
-    root = Path(root)
-    if not root.is_dir():
+    if not storage.is_dir(root):
         raise ShardError(f"shards directory not found: {root}")
-    return sorted(p.name for p in root.iterdir() if (p / INFO_NAME).exists())
+    return sorted(storage.name(split) for split in storage.listdir(root)
+                  if storage.exists(storage.join(split, INFO_NAME)))
 
 
-def _shard_numbers(directory: Path) -> list[int]:
-    """The numbers of the shards of a split that have any file under a final name."""
-    numbers = {shard_number(p.name) for p in directory.glob("shard-*")}
-    return sorted(n for n in numbers if n is not None)
+def _shards_by_completeness(directory: str | Path) -> dict[bool, list[str]]:
+    """The tar paths of a split's shards that have any file under a final name, by whether
+    they are complete (:func:`shards.schema.is_complete`: tar, index and stats file all
+    there), sorted. One listing of the split: on object storage each check is a request."""
+    if not storage.is_dir(directory):
+        raise ShardError(f"split directory not found: {directory}")
+    names = {storage.name(path) for path in storage.listdir(directory)}
+    numbers = sorted({n for n in map(shard_number, names) if n is not None})
+    found: dict[bool, list[str]] = {True: [], False: []}
+    for number in numbers:
+        files = {kind: path.name for kind, path in shard_paths(Path(), number).items()}
+        found[set(files.values()) <= names].append(storage.join(directory, files["tar"]))
+    return found
 
 
 def complete_shards(directory: str | Path) -> list[str]:
-    """Tar paths of the complete shards of a split (:func:`shards.schema.is_complete`: tar,
-    index and stats file all there), sorted."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ShardError(f"split directory not found: {directory}")
-    return [str(shard_paths(directory, n)["tar"]) for n in _shard_numbers(directory)
-            if is_complete(directory, n)]
+    """Tar paths of the complete shards of a split, sorted."""
+    return _shards_by_completeness(directory)[True]
 
 
 def incomplete_shards(directory: str | Path) -> list[str]:
     """Tar paths of a split's shards that have some of their files but not all (stage 1 did
     not finish them, or a file was deleted since): rerunning stage 1 redoes them."""
-    directory = Path(directory)
-    return [str(shard_paths(directory, n)["tar"]) for n in _shard_numbers(directory)
-            if not is_complete(directory, n)]
+    return _shards_by_completeness(directory)[False]
 
 
 def shard_stats(tar: str | Path) -> dict:
     """The stats file of a complete shard (``shard-NNNNNN.stats.json`` next to its tar)."""
-    path = Path(tar).with_suffix(".stats.json")
+    path = storage.with_suffix(tar, ".stats.json")
     try:
-        stats = json.loads(path.read_text())
+        stats = json.loads(storage.read_text(path))
     except (OSError, ValueError) as exc:
         raise ShardError(f"{path}: cannot read the shard's stats file: {exc}") from None
     if not isinstance(stats, dict) or not all(isinstance(stats.get(key), int)
@@ -94,8 +100,8 @@ def check_shard(tar: str | Path) -> None:
     stats = shard_stats(tar)
     expected = 2 * stats["samples"] + stats["images"]
     try:
-        with tarfile.open(tar, "r:") as archive:   # stage 1 writes plain tars
-            members = len(archive.getmembers())
+        with storage.open_input(tar) as handle, tarfile.open(fileobj=handle, mode="r:") as archive:
+            members = len(archive.getmembers())   # stage 1 writes plain tars
     except (OSError, tarfile.TarError) as exc:
         raise ShardError(f"{tar}: cannot be read as a tar, the file is truncated or corrupt "
                          f"({exc})") from None
@@ -105,19 +111,24 @@ def check_shard(tar: str | Path) -> None:
 
 
 def read_info(directory: str | Path) -> dict:
-    path = Path(directory) / INFO_NAME
+    path = storage.join(directory, INFO_NAME)
     try:
-        return json.loads(path.read_text())
+        return json.loads(storage.read_text(path))
     except FileNotFoundError:
         raise ShardError(f"{path} is missing: was stage 1 run (and finished) for this split?") from None
 
 
 def read_index(directory: str | Path) -> pa.Table:
     """All rows of a split's per-shard parquet indexes (one row per planned stylization)."""
-    tables = [pq.read_table(Path(tar).with_suffix(".parquet")) for tar in complete_shards(directory)]
+    tables = [_read_table(storage.with_suffix(tar, ".parquet")) for tar in complete_shards(directory)]
     if not tables:
         raise ShardError(f"no complete shards in {directory}")
     return pa.concat_tables(tables)
+
+
+def _read_table(path: str) -> pa.Table:
+    with storage.open_input(path) as handle:
+        return pq.read_table(handle)
 
 
 @dataclass
@@ -137,9 +148,9 @@ def split_roles(root: str | Path) -> SplitRoles:
     """Read each split's role from its ``_info.json``."""
     by_role: dict[str, list[str]] = {}
     for split in list_splits(root):
-        info = read_info(Path(root) / split)
+        info = read_info(storage.join(root, split))
         if "role" not in info:
-            raise ShardError(f"{Path(root) / split / INFO_NAME} records no split role (written by an "
+            raise ShardError(f"{storage.join(root, split, INFO_NAME)} records no split role (written by an "
                              "older stage 1): rerun stage 1's command, it rewrites the summaries")
         by_role.setdefault(info["role"], []).append(split)
     held_out = by_role.get(ROLE_HELD_OUT, [])
@@ -177,8 +188,10 @@ def raw_samples(urls: Iterable[str], **kwargs) -> Iterator[dict]:
     up front).
     """
     kwargs.setdefault("nodesplitter", every_shard)
+    urls = list(urls)
+    storage.register_streams(urls)
     try:
-        yield from wds.WebDataset(list(urls), shardshuffle=False, empty_check=False, **kwargs)
+        yield from wds.WebDataset(urls, shardshuffle=False, empty_check=False, **kwargs)
     except tarfile.TarError as exc:
         # webdataset re-raises it with " @ <stream>" added to the message and the stream and
         # the shard's url appended to the arguments.
@@ -207,7 +220,7 @@ def iter_references(directory: str | Path) -> Iterator[StyleReference]:
     for sample in raw_samples(complete_shards(directory)):
         meta = json.loads(sample[META_MEMBER])
         yield StyleReference(key=sample["__key__"], style_id=meta["style_id"], tags=meta.get("tags"),
-                             shard=Path(sample["__url__"]).name, encoded=sample[STYLE_MEMBER])
+                             shard=storage.name(sample["__url__"]), encoded=sample[STYLE_MEMBER])
 
 
 def iter_samples(directory: str | Path) -> Iterator[StyleSample]:

@@ -44,6 +44,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms.v2 import functional as TF
 
+from common import storage
 from shards.codec import decode_image, pil_to_tensor
 from shards.reader import ShardError, check_shard, complete_shards, incomplete_shards, raw_samples
 from shards.schema import META_MEMBER, STYLE_MEMBER, TRAIN_SPLIT
@@ -80,11 +81,11 @@ def train_shards(shards_root: str | Path, bad_shards: str = "error",
     complete shard's tar is checked up front (headers only): a cut or corrupt one is an error,
     or with ``bad_shards="skip"`` left out with a warning naming it.
     """
-    root = Path(shards_root)
-    if not root.is_dir():
+    root = shards_root
+    if not storage.is_dir(root):
         raise ShardError(f"shards directory not found: {root}")
-    split = root / TRAIN_SPLIT
-    if not split.is_dir():
+    split = storage.join(root, TRAIN_SPLIT)
+    if not storage.is_dir(split):
         raise ShardError(f"{root} has no '{TRAIN_SPLIT}' split: run stage 1 "
                          "(pipeline/stylize.py) first, or point --shards at its output folder")
     urls, incomplete = complete_shards(split), incomplete_shards(split)
@@ -92,7 +93,7 @@ def train_shards(shards_root: str | Path, bad_shards: str = "error",
         raise ShardError(f"{split} has no complete shards (no shard-*.stats.json): "
                          "stage 1 did not finish; run it again to complete the split")
     if incomplete:
-        names = _shown([Path(url).name for url in incomplete])
+        names = _shown([storage.name(url) for url in incomplete])
         warn(f"{split}: {len(urls)} of {len(urls) + len(incomplete)} shards complete; "
              f"{len(incomplete)} incomplete (no stats file or index) skipped: {names} (stage 1 did not finish "
              "them: run it again to complete the split)")

@@ -19,6 +19,13 @@ loss, lr, samples/s and ETA to ``RUN/metrics.jsonl``, with ``train.tensorboard``
 the loss terms as TensorBoard scalars into ``RUN`` too, and writes ``RUN/checkpoints/last.pt``.
 Each rank records its step count in ``RUN/ranks/rank-<r>.json`` when it finishes.
 
+``--shards`` and ``--out`` may be URLs (``s3://bucket/shards``; see ``common.storage``): both
+are checked before the model is built, tars are streamed, checkpoints are uploaded whole. An
+object store cannot append to a file, so rank 0 then keeps ``metrics.jsonl`` and the
+TensorBoard files in a local temporary folder and uploads them with every checkpoint and at
+the end (``--resume`` fetches them first). A run folder on object storage is not locked: do
+not start two trainings into one.
+
 Testing aid: the environment variable ``NSTSTYLE_INJECT_NAN_AT_STEP=s`` turns the loss of
 step ``s`` (1-based) into NaN, to exercise the non-finite-loss stop.
 """
@@ -42,7 +49,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from common.config import add_config_args, config_for_shards, save_config
+from common import storage
+from common.config import add_config_args, config_for_shards, public, save_config
 from common.files import FolderLock, LockedError
 from shards.reader import ShardError
 from train.checkpoint import (RESUME_KEYS, last_checkpoint_path, load_checkpoint, save_checkpoint,
@@ -197,6 +205,10 @@ def format_eta(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
+# The files of MetricsLog, in the run folder: what a resumed run on object storage fetches.
+LOG_PATTERNS = ("metrics.jsonl", "events.out.tfevents.*")
+
+
 def board_writer(out: Path, start: int):
     """A TensorBoard writer into the run folder. On resume, the steps after ``start`` that the
     interrupted run had logged are purged from the view (they are run again)."""
@@ -251,16 +263,16 @@ def checkpoint_state(model, optimizer, scheduler, step: int, cfg: dict, env: Dis
                 "num_workers": train_cfg["num_workers"], "mode": train_cfg["mode"]}
     return {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "step": step, "data_position": position,
-            "config": cfg}
+            "config": public(cfg)}
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def restore(path: Path, model, optimizer, scheduler, cfg: dict, env: Distributed) -> int:
+def restore(path: str | Path, model, optimizer, scheduler, cfg: dict, env: Distributed) -> int:
     """Load ``last.pt`` into model, optimizer and scheduler; returns the step to continue from."""
-    if not path.is_file():
+    if not storage.is_file(path):
         raise FileNotFoundError(f"no checkpoint at {path}: nothing to resume (run without --resume "
                                 "to start afresh)")
     state = load_checkpoint(path, map_location=env.device, keys=RESUME_KEYS)
@@ -293,15 +305,16 @@ def setup_model(cfg: dict, env: Distributed):
     return model, optimizer, scheduler
 
 
-def write_rank_record(out: Path, env: Distributed, record: dict) -> None:
-    folder = out / "ranks"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"rank-{env.rank}.json").write_text(json.dumps(dict(record, rank=env.rank)))
+def write_rank_record(out: str, env: Distributed, record: dict) -> None:
+    storage.write_text(storage.join(out, "ranks", f"rank-{env.rank}.json"),
+                       json.dumps(dict(record, rank=env.rank)))
 
 
-def train_steps(model, optimizer, scheduler, stream, cfg: dict, out: Path, start: int,
-                env: Distributed) -> dict:
-    """The loop proper: runs steps ``start+1..train.steps``; returns timing and loss figures."""
+def train_steps(model, optimizer, scheduler, stream, cfg: dict, out: str, logs: storage.LocalMirror,
+                start: int, env: Distributed) -> dict:
+    """The loop proper: runs steps ``start+1..train.steps``; returns timing and loss figures.
+    Rank 0's logs go to ``logs`` (the run folder, or its local mirror: pushed with each
+    checkpoint)."""
     train_cfg = cfg["train"]
     total, inject_at = train_cfg["steps"], nan_injection_step()
     checkpoint = last_checkpoint_path(out)
@@ -310,7 +323,7 @@ def train_steps(model, optimizer, scheduler, stream, cfg: dict, out: Path, start
     interval_steps, interval_start = 0, time.perf_counter()
     loop_start, timed_images = None, 0
     model.train()
-    with MetricsLog(out, total, env.is_main, train_cfg["tensorboard"], start) as metrics:
+    with MetricsLog(logs.folder, total, env.is_main, train_cfg["tensorboard"], start) as metrics:
         for step in range(start + 1, total + 1):
             fetch_start = time.perf_counter()
             batch = next(stream)
@@ -350,13 +363,14 @@ def train_steps(model, optimizer, scheduler, stream, cfg: dict, out: Path, start
                 interval_losses, interval_steps, interval_start = {}, 0, time.perf_counter()
             if env.is_main and (step % train_cfg["checkpoint_every"] == 0 or step == total):
                 save_checkpoint(checkpoint, checkpoint_state(model, optimizer, scheduler, step, cfg, env))
+                logs.push()
     seconds = time.perf_counter() - loop_start if loop_start else 0.0
     figures["samples_per_s"] = timed_images / seconds if seconds > 0 else 0.0
     figures["data_fraction"] = figures["data_seconds"] / seconds if seconds > 0 else 0.0
     return figures
 
 
-def run_training(cfg: dict, shards: Path, out: Path, resume: bool = False) -> dict:
+def run_training(cfg: dict, shards: str | Path, out: str | Path, resume: bool = False) -> dict:
     """Train (or, with ``resume``, continue) a run; returns a summary of it.
 
     Summary keys: steps, start_step, first_loss, final_loss, samples_per_s, data_fraction
@@ -364,21 +378,28 @@ def run_training(cfg: dict, shards: Path, out: Path, resume: bool = False) -> di
     run_dir.
     """
     main_rank, bad_shards = int(os.environ.get("RANK", "0")) == 0, cfg["train"]["bad_shards"]
+    out = storage.resolve(out)
+    storage.check_remote(read=[shards], write=[out] if main_rank else [])
     # Fail fast on missing or cut shards, before building the model; every rank checks (the
     # process group does not exist yet) and finds the same list, rank 0 alone reports.
     urls = (train_shards(shards, bad_shards, warn_on_stderr) if main_rank
             else train_shards(shards, bad_shards))
-    out = Path(out).resolve()
-    # Rank 0 writes the run folder: one training at a time in it (a second is refused).
-    with FolderLock(out, "training") if main_rank else nullcontext():
-        return _train(cfg, urls, out, resume)
+    # Rank 0 writes the run folder: one training at a time in it (a second is refused; the
+    # lock is local: a folder on object storage has none).
+    local_main = main_rank and not storage.is_url(out)
+    with FolderLock(out, "training") if local_main else nullcontext(), storage.LocalMirror(out) as logs:
+        try:
+            return _train(cfg, urls, out, logs, resume)
+        finally:   # a stopped run's logs too (a NaN stop keeps what it logged)
+            if main_rank:
+                logs.push()
 
 
 def warn_on_stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def _train(cfg: dict, urls: list[str], out: Path, resume: bool) -> dict:
+def _train(cfg: dict, urls: list[str], out: str, logs: storage.LocalMirror, resume: bool) -> dict:
     env = init_distributed()
     if env.device.type == "cpu":
         torch.set_num_threads(cpu_threads(cfg["train"]["threads"]))
@@ -386,12 +407,15 @@ def _train(cfg: dict, urls: list[str], out: Path, resume: bool) -> dict:
         save_config(cfg, out)
     model, optimizer, scheduler = setup_model(cfg, env)
     start = restore(last_checkpoint_path(out), model, optimizer, scheduler, cfg, env) if resume else 0
+    if start and env.is_main:
+        for pattern in LOG_PATTERNS:
+            logs.pull(pattern)
     if start == 0 and env.is_main:
         save_checkpoint(start_checkpoint_path(out),
                         checkpoint_state(model, optimizer, scheduler, 0, cfg, env))
     stream = batch_stream(urls, cfg["train"], cfg["seed"], env.rank, env.world_size,
                           start_batch=start, pin_memory=env.device.type == "cuda")
-    figures = train_steps(model, optimizer, scheduler, stream, cfg, out, start, env)
+    figures = train_steps(model, optimizer, scheduler, stream, cfg, out, logs, start, env)
     steps = max(start, cfg["train"]["steps"])
     write_rank_record(out, env, {"steps": steps, "steps_run": steps - start,
                                  "images": figures["images"] // env.world_size})
@@ -418,8 +442,8 @@ def error_text(exc: Exception) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shards", required=True, type=Path, help="stage 1 output folder")
-    parser.add_argument("--out", required=True, type=Path, help="run folder")
+    parser.add_argument("--shards", required=True, help="stage 1 output folder (or URL)")
+    parser.add_argument("--out", required=True, help="run folder (or URL)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.pt")
     add_config_args(parser)
     return parser.parse_args(argv)

@@ -1,0 +1,181 @@
+"""Object storage (common/storage.py): the layer on memory://, then training, evaluation, embed
+and search against a real S3 API (moto's server on loopback, s3fs as the client, credentials
+from the environment) on shards made by stage 1 on the smoke config, each compared with the
+same run on local paths; and the errors of bad locations, each one line naming the URL."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from common import storage
+from common.config import load_config
+from conftest import REPO_ROOT
+
+BUCKET = "nststyle-test"
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+          "AWS_DEFAULT_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "1"}
+SMOKE = REPO_ROOT / "configs" / "smoke.yaml"
+
+
+@pytest.fixture(autouse=True)
+def no_storage_options():
+    """Every loaded config sets the layer's options: each test starts and ends without any."""
+    storage.configure(None)
+    yield
+    storage.configure(None)
+
+
+# --- the layer itself, on fsspec's in-memory file system --------------------------------------
+
+def test_join_name_parent_and_suffix_keep_urls_whole():
+    url = storage.join("s3://b/shards/", "train", "shard-000001.tar")
+    assert url == "s3://b/shards/train/shard-000001.tar"
+    assert storage.name(url) == "shard-000001.tar" and storage.parent(url) == "s3://b/shards/train"
+    assert storage.with_suffix(url, ".stats.json") == "s3://b/shards/train/shard-000001.stats.json"
+    assert storage.join("/tmp/a", "b") == "/tmp/a/b" and not storage.is_url("/tmp/a")
+    assert storage.resolve("s3://b/x") == "s3://b/x" and storage.resolve("rel") == str(Path("rel").resolve())
+
+
+def test_memory_round_trip_listing_and_atomic_write():
+    root = "memory://layer"
+    storage.write_text(storage.join(root, "a", "x.json"), "{}")
+    storage.write_bytes(storage.join(root, "a", "y.bin"), b"\x00\x01")
+    assert [storage.name(p) for p in storage.listdir(storage.join(root, "a"))] == ["x.json", "y.bin"]
+    assert [storage.name(p) for p in storage.glob(storage.join(root, "a", "*.bin"))] == ["y.bin"]
+    assert storage.is_dir(storage.join(root, "a")) and storage.is_file(storage.join(root, "a", "x.json"))
+    assert storage.read_bytes(storage.join(root, "a", "y.bin")) == b"\x00\x01"
+    # A block that fails leaves nothing under the name: no half-written object.
+    with pytest.raises(RuntimeError):
+        with storage.open_output(storage.join(root, "a", "half.pt")) as handle:
+            handle.write(b"partial")
+            raise RuntimeError("killed mid-write")
+    assert not storage.exists(storage.join(root, "a", "half.pt"))
+    storage.check_writable(storage.join(root, "out"))
+    assert storage.glob(storage.join(root, "out", ".write-check-*")) == []   # the probe is gone
+
+
+def test_unknown_scheme_missing_backend_and_missing_object_are_named():
+    with pytest.raises(storage.StorageError, match=r"foo://x/y: unknown URL scheme 'foo://'"):
+        storage.check_readable("foo://x/y")
+    with pytest.raises(storage.StorageError, match=r"memory://nowhere/shards"):
+        storage.check_readable("memory://nowhere/shards")
+
+
+def test_saved_configs_and_checkpoints_hold_no_credentials(tmp_path):
+    from common.config import public, save_config
+
+    cfg = load_config(None, ["storage.options.s3.secret=s3cr3t", "storage.options.s3.key=AKIA1",
+                             "storage.options.s3.endpoint_url=http://minio:9000",
+                             "storage.options.s3.client_kwargs.aws_session_token=tok"])
+    assert cfg["storage"]["options"]["s3"]["secret"] == "s3cr3t"   # used while running
+    saved = save_config(cfg, tmp_path / "run").read_text()
+    for secret in ("s3cr3t", "AKIA1", "tok"):
+        assert secret not in saved and secret not in repr(public(cfg))
+    assert yaml.safe_load(saved)["storage"]["options"]["s3"] == {"endpoint_url": "http://minio:9000",
+                                                                "client_kwargs": {}}
+
+
+# --- a real S3 API on loopback -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def s3_server():
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch) -> str:
+    """The bucket's URL, with the S3 client configured by environment variables alone."""
+    for key, value in {**S3_ENV, "AWS_ENDPOINT_URL": s3_server}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    fs, _ = storage.filesystem(f"s3://{BUCKET}")
+    if not fs.exists(BUCKET):
+        fs.mkdir(BUCKET)
+    return f"s3://{BUCKET}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> dict:
+    """Stage 1 on the smoke config, as a user runs it: the world and the shards, local."""
+    root = tmp_path_factory.mktemp("smoke")
+    env = {**os.environ, "TMPDIR": str(root), "RAY_TMPDIR": str(root), "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_OBJECT_STORE_ALLOW_SLOW_STORAGE": "1", "RAY_DISABLE_IMPORT_WARNING": "1"}
+    env.pop("RAY_ADDRESS", None)
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "pipeline" / "stylize.py"), "--config",
+                             str(SMOKE), "--out", str(root / "shards"), f"world.dir={root / 'world'}"],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {"root": root, "shards": root / "shards", "world": root / "world"}
+
+
+def _upload_shards(smoke: dict, bucket: str) -> str:
+    url = storage.join(bucket, "shards")
+    if not storage.exists(storage.join(url, "config.yaml")):
+        for path in sorted(p for p in smoke["shards"].rglob("*") if p.is_file() and p.name != ".lock"):
+            storage.write_bytes(storage.join(url, *path.relative_to(smoke["shards"]).parts), path.read_bytes())
+    return url
+
+
+def test_the_s3_client_takes_its_endpoint_and_credentials_from_the_environment(s3):
+    storage.write_text(storage.join(s3, "probe", "hello.txt"), "hi")
+    assert storage.read_text(storage.join(s3, "probe", "hello.txt")) == "hi"
+    assert [storage.name(p) for p in storage.listdir(storage.join(s3, "probe"))] == ["hello.txt"]
+
+
+def test_bad_locations_are_one_error_naming_the_url(s3, monkeypatch):
+    with pytest.raises(storage.StorageError, match=r"s3://no-such-bucket/shards.*bucket does not exist"):
+        storage.check_readable("s3://no-such-bucket/shards")
+    with pytest.raises(storage.StorageError, match=r"cannot write to output folder s3://no-such-bucket/run"):
+        storage.check_writable("s3://no-such-bucket/run")
+    # Denied: moto checks credentials once its no-auth allowance is used up.
+    from moto import settings
+    monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    monkeypatch.setitem(storage._options, "s3", {"key": "wrong", "secret": "wrong",
+                                                "skip_instance_cache": True})
+    with pytest.raises(storage.StorageError, match=rf"{s3}/shards: access denied"):
+        storage.check_readable(storage.join(s3, "shards"))
+    monkeypatch.undo()
+    # Unreachable: an endpoint where nothing listens.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setitem(storage._options, "s3", {"skip_instance_cache": True})
+    with pytest.raises(storage.StorageError, match=r"s3://any/shards: the storage cannot be reached"):
+        storage.check_readable("s3://any/shards")
+
+
+def test_entry_points_refuse_bad_urls_before_any_work(s3, smoke, capsys):
+    from pipeline.eval import main as eval_main
+    from train.main import main as train_main
+
+    assert train_main(["--shards", "s3://no-such-bucket/shards", "--out", f"{s3}/run-x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "s3://no-such-bucket/shards" in err and "Traceback" not in err
+    shards = _upload_shards(smoke, s3)
+    assert train_main(["--shards", shards, "--out", "foo://x/run"]) == 2
+    assert "foo://x/run: unknown URL scheme 'foo://'" in capsys.readouterr().err
+    assert eval_main(["--shards", shards, "--checkpoint", f"{s3}/no-run/checkpoints/last.pt",
+                      "--out", "s3://no-such-bucket/eval"]) == 2
+    assert f"input not found: {s3}/no-run/checkpoints/last.pt" in capsys.readouterr().err
