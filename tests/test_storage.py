@@ -179,3 +179,60 @@ def test_entry_points_refuse_bad_urls_before_any_work(s3, smoke, capsys):
     assert eval_main(["--shards", shards, "--checkpoint", f"{s3}/no-run/checkpoints/last.pt",
                       "--out", "s3://no-such-bucket/eval"]) == 2
     assert f"input not found: {s3}/no-run/checkpoints/last.pt" in capsys.readouterr().err
+
+
+# --- training, evaluation, embed and search on s3:// -----------------------------------------
+
+TRAIN = ["train.num_workers=1", "train.threads=1", "train.steps=4", "train.checkpoint_every=2",
+         "train.log_every=1"]
+
+
+def _state(location) -> dict:
+    from train.checkpoint import load_checkpoint
+
+    return load_checkpoint(location, keys=("model", "step", "config"))
+
+
+@pytest.fixture(scope="module")
+def local_run(smoke, tmp_path_factory) -> Path:
+    """The reference: the same training on local paths, straight through."""
+    from common.config import config_for_shards
+    from train.main import run_training
+
+    run = tmp_path_factory.mktemp("local") / "run"
+    run_training(config_for_shards(None, TRAIN, smoke["shards"]), smoke["shards"], run)
+    storage.configure(None)
+    return run
+
+
+def test_training_from_s3_to_s3_resumes_and_equals_the_local_run(s3, smoke, local_run, monkeypatch):
+    from train.checkpoint import last_checkpoint_path
+    from train.main import INJECT_NAN_ENV, NonFiniteLossError, run_training
+
+    shards, run = _upload_shards(smoke, s3), f"{s3}/runs/nst"
+    # Credentials in the config (moto takes any): used, never written down.
+    cfg_args = [*TRAIN, "storage.options.s3.key=cfg-key-id", "storage.options.s3.secret=never-written"]
+    from common.config import config_for_shards
+    monkeypatch.setenv(INJECT_NAN_ENV, "3")   # stops after step 2's checkpoint
+    with pytest.raises(NonFiniteLossError):
+        run_training(config_for_shards(None, cfg_args, shards), shards, run)
+    monkeypatch.delenv(INJECT_NAN_ENV)
+    assert _state(last_checkpoint_path(run))["step"] == 2
+    summary = run_training(config_for_shards(None, cfg_args, shards), shards, run, resume=True)
+    assert summary["start_step"] == 2 and summary["checkpoint"] == f"{run}/checkpoints/last.pt"
+
+    remote, local = _state(f"{run}/checkpoints/last.pt"), _state(last_checkpoint_path(local_run))
+    assert remote["step"] == local["step"] == 4
+    for key, tensor in local["model"].items():   # the same numbers, bit for bit
+        assert torch.equal(remote["model"][key], tensor), key
+    # Logs: mirrored up at each checkpoint, fetched and continued on resume.
+    logged = [json.loads(line)["step"] for line in
+              storage.read_text(f"{run}/metrics.jsonl").splitlines()]
+    assert logged == [1, 2, 3, 4]
+    assert storage.glob(f"{run}/events.out.tfevents.*")
+    assert sorted(storage.name(p) for p in storage.listdir(f"{run}/ranks")) == ["rank-0.json"]
+    # No credential in what the run wrote.
+    for secret in ("cfg-key-id", "never-written"):
+        assert secret not in storage.read_text(f"{run}/config.yaml")
+        assert secret not in repr(remote["config"])
+    assert not any(storage.name(p) == ".lock" for p in storage.listdir(run))
