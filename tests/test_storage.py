@@ -236,3 +236,29 @@ def test_training_from_s3_to_s3_resumes_and_equals_the_local_run(s3, smoke, loca
         assert secret not in storage.read_text(f"{run}/config.yaml")
         assert secret not in repr(remote["config"])
     assert not any(storage.name(p) == ".lock" for p in storage.listdir(run))
+
+
+def _report(text: str) -> dict:
+    report = json.loads(text)
+    return {key: report[key] for key in ("models", "chance")}
+
+
+def test_evaluation_reads_s3_and_writes_its_report_there_with_the_local_numbers(
+        s3, smoke, local_run, tmp_path, capsys):
+    from pipeline.eval import main as eval_main
+    from train.checkpoint import last_checkpoint_path
+
+    shards = _upload_shards(smoke, s3)
+    checkpoint = f"{s3}/runs/local/checkpoints/last.pt"
+    storage.write_bytes(checkpoint, last_checkpoint_path(local_run).read_bytes())
+    common = ["--baselines", "none", "eval.grid_queries=1"]
+    assert eval_main(["--shards", str(smoke["shards"]), "--checkpoint",
+                      f"nst={last_checkpoint_path(local_run)}", "--out", str(tmp_path / "eval"), *common]) == 0
+    assert eval_main(["--shards", shards, "--checkpoint", f"nst={checkpoint}",
+                      "--out", f"{s3}/eval", *common]) == 0
+    assert f"report: {s3}/eval/report.md" in capsys.readouterr().out
+    assert _report(storage.read_text(f"{s3}/eval/report.json")) == \
+        _report((tmp_path / "eval" / "report.json").read_text())
+    written = {p[len(f"{s3}/eval/"):] for p in storage.glob(f"{s3}/eval/**")}
+    assert {"report.md", "config.yaml", "retrieval_grid.png", "style_vs_content.png",
+            "embeddings/nst/test-histogram.npz"} <= written
