@@ -165,6 +165,8 @@ def _loop_error(chain: tuple[Path, ...]) -> _InheritLoop:
 def load_file(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
     """A config file merged over its ``inherit`` ancestors; ``_chain`` holds the files that
     inherit it (a file among them is a loop, which would otherwise recurse without end)."""
+    if storage.is_url(path):   # a config saved beside a run's outputs: resolved, self-contained
+        return _read_yaml(path)
     path = Path(path).resolve()
     if path in _chain:
         raise _loop_error(_chain[_chain.index(path):] + (path,))
@@ -294,9 +296,7 @@ def recorded_config(shards: str | Path) -> dict:
     """The config stage 1 recorded in ``shards``. It is complete for the code that wrote it;
     keys added since come from the embedded default."""
     recorded = storage.join(shards, RESOLVED_NAME)
-    # Saved resolved: absolute paths, no inherit (and on object storage no folder to resolve in).
-    stored = _read_yaml(recorded) if storage.is_url(recorded) else load_file(recorded)
-    return merge(load_file(DEFAULT_CONFIG), stored, str(recorded))
+    return merge(load_file(DEFAULT_CONFIG), load_file(recorded), str(recorded))
 
 
 def shard_differences(cfg: dict, other: dict) -> list[tuple[str, Any, Any]]:

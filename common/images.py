@@ -19,6 +19,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps
 
+from common import storage
+
 MIN_SIDE = 8
 MAX_PIXELS = 100_000_000
 _WIDE_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N")
@@ -66,9 +68,8 @@ def open_image(path: str | Path, min_side: int = MIN_SIDE, max_pixels: int = MAX
     """Open a local path or an fsspec URL as 8-bit RGB; ``ImageError`` names the file."""
     name = str(path)
     try:
-        if "://" in name:
-            import fsspec
-            with fsspec.open(name, "rb") as fh:
+        if storage.is_url(name):
+            with storage.open_input(name) as fh:
                 return _decode(fh, name, min_side, max_pixels)
         return _decode(path, name, min_side, max_pixels)
     except ImageError:

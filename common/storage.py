@@ -22,6 +22,7 @@ bad location before any work.
 """
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import re
@@ -29,7 +30,7 @@ import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import fsspec
 from fsspec import AbstractFileSystem
@@ -168,6 +169,17 @@ def glob(pattern: str | Path) -> list[str]:
         return _located(fs, pattern, fs.glob(path))
 
 
+def find(location: str | Path) -> list[tuple[str, str]]:
+    """Every file under a folder (or prefix), recursively: (its path relative to the folder,
+    its location), sorted."""
+    fs, path = filesystem(location)
+    root = path.rstrip("/") + "/"
+    with _errors(location):
+        found = fs.find(path)
+    return sorted((p[len(root):], fs.unstrip_protocol(p) if is_url(location) else p)
+                  for p in found if p.startswith(root))
+
+
 def size(location: str | Path) -> int:
     fs, path = filesystem(location)
     with _errors(location):
@@ -214,6 +226,11 @@ def write_bytes(location: str | Path, data: bytes) -> None:
 
 def write_text(location: str | Path, text: str) -> None:
     write_bytes(location, text.encode())
+
+
+def write_json(location: str | Path, payload: Any) -> None:
+    """As ``common.files.write_json``, to any location."""
+    write_text(location, json.dumps(payload, indent=2, sort_keys=True))
 
 
 def makedirs(location: str | Path) -> None:

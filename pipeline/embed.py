@@ -15,6 +15,8 @@ config) and _embed.json (model, inputs, last run's figures). Images are sorted b
 into files of embed.rows_per_file; a rerun of the same command redoes only missing files, and
 refuses an --out that holds another model's or another collection's files. An image that
 cannot be read is recorded (status failed, with its reason), not fatal.
+--input, --checkpoint and --out may be URLs (s3://bucket/art/, see common.storage); the
+actors read images and the files are written through fsspec, each file uploaded whole.
 Ray: a local Ray (bounded object store) unless embed.ray.address or RAY_ADDRESS names a
 cluster; under `ray job submit` pass absolute paths (the job runs in a copy of the repo).
 """
@@ -34,8 +36,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from common import storage  # noqa: E402
 from common.config import add_config_args, load_config, save_config  # noqa: E402
-from common.files import write_json  # noqa: E402
 from common.images import open_image  # noqa: E402
 from common.ray_cluster import cluster_gpus, init_ray  # noqa: E402
 from evaluation.baselines import list_baselines  # noqa: E402
@@ -69,7 +71,7 @@ class Job:
     cfg: dict
     recipe: Recipe
     images: list[Item]
-    out: Path
+    out: str
     model_hash: str
     source: str
 
@@ -103,15 +105,14 @@ def claim_output(job: Job) -> None:
             f"({STATE_NAME}: model {previous['model']['name']} {previous['model']['hash']}, "
             f"{previous['inputs']['images']} images from {previous['inputs']['source']}): "
             "use a new --out")
-    job.out.mkdir(parents=True, exist_ok=True)
-    write_json(job.out / STATE_NAME, wanted)
+    storage.write_json(storage.join(job.out, STATE_NAME), wanted)
     save_config(job.cfg, job.out)
 
 
 def is_complete(job: Job, number: int) -> bool:
     """A file is done when it exists, reads, and holds this model's codes of its images."""
     path = file_path(job.out, number)
-    if not path.exists():
+    if not storage.exists(path):
         return False
     try:
         info, rows = read_info(path)
@@ -149,6 +150,7 @@ class EmbedActor:
     def __init__(self, recipe: dict, cfg: dict, device: str, threads: int, decode_threads: int):
         if device == "cpu":  # the actor's share of the machine, not every core
             torch.set_num_threads(threads)
+        storage.configure_from(cfg)   # an actor is a process of its own: images may be URLs
         self.model = build(Recipe.from_dict(recipe), cfg, device)
         self.decode = ThreadPoolExecutor(decode_threads)
 
@@ -270,8 +272,10 @@ def run_embed(cfg: dict, source: str, models: Sequence[str], out: str | Path) ->
     run's figures (also saved in ``_embed.json`` as ``last_run``)."""
     started = time.time()
     recipe = model_recipe(models, cfg)
+    storage.check_remote(read=[source if not set("*?[") & set(source) else None,
+                               *(spec.path for spec in recipe.specs)], write=[out])
     images = find_images(source, cfg["embed"]["extensions"])
-    job = Job(cfg, recipe, images, Path(out).resolve(), recipe.hash(cfg), source)
+    job = Job(cfg, recipe, images, storage.resolve(out), recipe.hash(cfg), source)
     info = model_info(job)
     claim_output(job)
     todo = [number for number in range(job.files) if not is_complete(job, number)]
@@ -286,7 +290,7 @@ def run_embed(cfg: dict, source: str, models: Sequence[str], out: str | Path) ->
                    images_per_s=assembler.images / seconds,
                    steady_images_per_s=assembler.steady_rate(), failure_examples=assembler.reasons)
     run["seconds"] = time.time() - started
-    write_json(job.out / STATE_NAME, {**job.identity(), "last_run": run})
+    storage.write_json(storage.join(job.out, STATE_NAME), {**job.identity(), "last_run": run})
     print(f"[embed] done in {run['seconds']:.1f}s: {run['images']} images embedded, "
           f"{run['failed']} failed (status/reason columns) -> {job.out}", flush=True)
     for reason in run.get("failure_examples", []):

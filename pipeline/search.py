@@ -14,6 +14,8 @@ query embeds each --image with the model the collection was embedded with (or th
 by --checkpoint / --baseline: its hash must match the index's), or scores each --text with a
 tagging head trained on that model's codes (its image-model hash must match), prints the top
 k with scores and paths, and draws a contact sheet PNG (--sheet).
+--embeddings, --out and --index may be URLs (s3://bucket/emb, see common.storage); the contact
+sheet is a local file.
 """
 import sys
 from pathlib import Path
@@ -27,6 +29,7 @@ import time  # noqa: E402
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
+from common import storage  # noqa: E402
 from common.config import RESOLVED_NAME, add_config_args, load_config  # noqa: E402
 from common.images import open_image  # noqa: E402
 from pipeline.embed import add_model_args, model_recipe  # noqa: E402
@@ -42,7 +45,9 @@ TEXT_CHUNK = 65536
 
 
 def build_command(args: argparse.Namespace, cfg: dict) -> dict:
-    folder = Path(args.embeddings).resolve()
+    folder = storage.resolve(args.embeddings)
+    out = storage.resolve(args.out) if args.out else storage.join(folder, "index")
+    storage.check_remote(read=[folder], write=[out])
     started = time.time()
     embeddings = read_folder(folder)
     if not embeddings.ids:
@@ -53,9 +58,8 @@ def build_command(args: argparse.Namespace, cfg: dict) -> dict:
         index, embeddings.codes, scfg["k"], scfg["recall_queries"], cfg["seed"])
     state = read_state(folder)
     meta = {"kind": kind, "factory": factory, "parameters": search_parameters(kind, scfg),
-            "recall": recall, "embeddings": str(folder),
+            "recall": recall, "embeddings": folder,
             "model": {key: state["model"][key] for key in ("models", "weights")} if state else {}}
-    out = Path(args.out).resolve() if args.out else folder / "index"
     save_index(out, index, embeddings, meta)
     print(f"[search] index {factory} of {len(embeddings.ids)} codes ({embeddings.info.name}, "
           f"{embeddings.info.dim}-d; {embeddings.failed} failed images left out) in "
@@ -77,8 +81,8 @@ def query_model(args: argparse.Namespace, index: SearchIndex, cfg: dict) -> Styl
     else:
         raise StyleCodeError(f"index {index.folder} does not record its model (embeddings made "
                              "without pipeline/embed.py): name it with --checkpoint or --baseline")
-    saved = Path(index.meta["embeddings"]) / RESOLVED_NAME
-    if args.config is None and saved.is_file():
+    saved = storage.join(index.meta["embeddings"], RESOLVED_NAME)
+    if args.config is None and storage.is_file(saved):
         cfg = load_config(saved, args.overrides)
     model = build(recipe, cfg)
     index.check_model(ModelInfo(model.name, model.hash, model.dim), "the query model")
@@ -100,7 +104,7 @@ def image_rows(args: argparse.Namespace, index: SearchIndex, k: int, cfg: dict) 
 def collection_codes(index: SearchIndex) -> np.ndarray:
     """The indexed codes, read back from the embedding files (an index may hold only
     compressed ones), checked to be the very codes the index was built from."""
-    embeddings = read_folder(Path(index.meta["embeddings"]))
+    embeddings = read_folder(index.meta["embeddings"])
     if embeddings.ids != index.ids or not index.info.same_model(embeddings.info):
         raise StyleCodeError(f"{index.meta['embeddings']} changed since index {index.folder} was "
                              "built: build the index again")
@@ -129,6 +133,7 @@ def text_rows(args: argparse.Namespace, index: SearchIndex, k: int) -> list[Shee
 def query_command(args: argparse.Namespace, cfg: dict) -> list[SheetRow]:
     if bool(args.image) == bool(args.text):
         raise StyleCodeError("query by --image (one or more) or by --text, not both or neither")
+    storage.check_remote(read=[args.index])
     index = load_index(args.index)
     k = cfg["search"]["k"] if args.k is None else args.k
     rows = image_rows(args, index, k, cfg) if args.image else text_rows(args, index, k)

@@ -2,7 +2,7 @@
 into output files deterministically.
 
 Every image gets an id: its path relative to the folder (or to the glob's fixed leading
-folders), or the manifest's id. Images are sorted by id and output file k holds images
+folders), or the manifest's id. A folder or glob may be a URL (``common.storage``). Images are sorted by id and output file k holds images
 ``k * rows_per_file`` to ``(k + 1) * rows_per_file - 1``: the same inputs always give the same
 files, so a rerun knows which are complete.
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from common import storage
 from shards.manifest import ManifestError, read_image_manifest
 from stylecode.identity import StyleCodeError
 
@@ -49,6 +50,20 @@ def _glob_images(pattern: str) -> list[Item]:
     return [Item(path.relative_to(root).as_posix(), str(path)) for path in paths if path.is_file()]
 
 
+def _url_images(source: str, extensions: set[str]) -> tuple[list[Item], str]:
+    """The images under a folder (prefix) or matching a glob on object storage, and what an
+    empty result means."""
+    if _GLOB_CHARS & set(source):
+        parts = source.split("/")
+        fixed = parts[:next(i for i, part in enumerate(parts) if _GLOB_CHARS & set(part))]
+        root = "/".join(fixed) + "/"
+        return ([Item(url[len(root):] if url.startswith(root) else storage.name(url), url)
+                 for url in storage.glob(source)], f"glob {source!r} matches no files")
+    found = [Item(key, url) for key, url in storage.find(source)
+             if Path(key).suffix.lower() in extensions]
+    return found, f"folder {source} holds no image files ({', '.join(sorted(extensions))})"
+
+
 def _manifest_images(path: Path) -> list[Item]:
     try:
         return [Item(image_id, image_path) for image_id, image_path in read_image_manifest(path)]
@@ -60,7 +75,9 @@ def find_images(source: str, extensions: Sequence[str]) -> list[Item]:
     """The images of a folder (recursively, files with one of ``extensions``, any case), of a
     glob, or of a parquet manifest, sorted by id. Finding none is an error naming ``source``."""
     path = Path(source)
-    if path.is_dir():
+    if storage.is_url(source):
+        images, what = _url_images(source, {ext.lower() for ext in extensions})
+    elif path.is_dir():
         images = _folder_images(path.resolve(), {ext.lower() for ext in extensions})
         what = f"folder {path} holds no image files ({', '.join(extensions)})"
     elif path.suffix == ".parquet" and path.is_file():

@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from common import storage
 from evaluation.baselines import list_baselines
 from evaluation.models import checkpoint_name
 
@@ -47,7 +48,7 @@ class ModelSpec:
     """One model: a training checkpoint (``path`` set) or a registered baseline."""
 
     name: str
-    path: Path | None = None
+    path: str | Path | None = None     # a checkpoint's local path or URL
 
     def __post_init__(self) -> None:
         if self.is_baseline and self.name not in list_baselines():
@@ -64,7 +65,7 @@ class ModelSpec:
         if text.startswith(BASELINE_PREFIX):
             return cls(text[len(BASELINE_PREFIX):])
         name, path = checkpoint_name(text)
-        return cls(name, path.resolve())
+        return cls(name, path if storage.is_url(path) else path.resolve())
 
     def __str__(self) -> str:
         return f"{BASELINE_PREFIX}{self.name}" if self.is_baseline else f"{self.name}={self.path}"
@@ -72,7 +73,7 @@ class ModelSpec:
     def hash(self, cfg: dict) -> str:
         if self.is_baseline:
             return baseline_hash(self.name, cfg)
-        if not self.path.is_file():
+        if not storage.is_file(self.path):
             raise StyleCodeError(f"checkpoint {self.name}: file not found: {self.path}")
         return file_sha256(self.path)[:HASH_CHARS]
 
@@ -130,8 +131,11 @@ def _cached_file_sha256(path: Path, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, computed once per process while its size and mtime stay the same."""
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, computed once per process while its size and mtime stay the same (an
+    object on storage: each time, there is no local stat to cache on)."""
+    if storage.is_url(path):
+        return hashlib.sha256(storage.read_bytes(path)).hexdigest()
     stat = path.stat()
     return _cached_file_sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
 

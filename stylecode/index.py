@@ -12,6 +12,7 @@ used as queries and its top k (the query itself left out) compared with exact se
 An index folder holds ``index.faiss`` (the faiss index), ``items.parquet`` (id and path of
 each indexed code, in index order) and ``index.json`` (written last: the model's name, hash,
 dimension and recipe, the kind and its parameters, the recall, and the embeddings folder).
+An index folder may be a URL (``common.storage``): each file is uploaded whole.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.files import atomic_output, write_atomic, write_json
+from common import storage
 from stylecode.identity import StyleCodeError
 from stylecode.store import Embeddings, ModelInfo
 
@@ -114,7 +115,7 @@ def measure_recall(index: faiss.Index, codes: np.ndarray, k: int, queries: int, 
 class SearchIndex:
     """A loaded index folder."""
 
-    folder: Path
+    folder: str | Path
     index: faiss.Index
     info: ModelInfo
     ids: list[str]
@@ -135,29 +136,31 @@ class SearchIndex:
                 f"query with {self.info.name!r}")
 
 
-def save_index(folder: Path, index: faiss.Index, embeddings: Embeddings, meta: dict) -> None:
+def save_index(folder: str | Path, index: faiss.Index, embeddings: Embeddings, meta: dict) -> None:
     """Write the three files; ``index.json`` last, so a folder with it is complete."""
-    write_atomic(folder / INDEX_FILE, faiss.serialize_index(index).tobytes())
-    with atomic_output(folder / ITEMS_FILE) as handle:
+    storage.write_bytes(storage.join(folder, INDEX_FILE), faiss.serialize_index(index).tobytes())
+    with storage.open_output(storage.join(folder, ITEMS_FILE)) as handle:
         pq.write_table(pa.table({"id": pa.array(embeddings.ids, pa.string()),
                                  "path": pa.array(embeddings.paths, pa.string())}), handle)
     info = embeddings.info
-    write_json(folder / META_FILE, {**meta, "model": {**meta.get("model", {}), "name": info.name,
-                                                      "hash": info.hash, "dim": info.dim},
-                                    "count": len(embeddings.ids)})
+    storage.write_json(storage.join(folder, META_FILE),
+                       {**meta, "model": {**meta.get("model", {}), "name": info.name,
+                                          "hash": info.hash, "dim": info.dim},
+                        "count": len(embeddings.ids)})
 
 
 def load_index(folder: str | Path) -> SearchIndex:
     """Read an index folder; a missing or damaged file is an error naming it."""
-    folder = Path(folder)
-    meta_path = folder / META_FILE
-    if not meta_path.is_file():
+    meta_path = storage.join(folder, META_FILE)
+    if not storage.is_file(meta_path):
         raise StyleCodeError(f"{folder} is not a search index (no {META_FILE}): build one with "
                              "pipeline/search.py build")
-    meta = json.loads(meta_path.read_text())
+    meta = json.loads(storage.read_text(meta_path))
     try:
-        index = faiss.deserialize_index(np.fromfile(folder / INDEX_FILE, dtype=np.uint8))
-        items = pq.read_table(folder / ITEMS_FILE)
+        data = storage.read_bytes(storage.join(folder, INDEX_FILE))
+        index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        with storage.open_input(storage.join(folder, ITEMS_FILE)) as handle:
+            items = pq.read_table(handle)
     except (OSError, RuntimeError, pa.ArrowException) as exc:
         raise StyleCodeError(f"index {folder} is damaged ({exc}): build it again") from None
     model = meta["model"]

@@ -3,7 +3,8 @@
 Columns: ``id``, ``path``, ``embedding`` (fixed-size list of float32; null where the image
 failed), ``status`` (``ok`` / ``failed``) and ``reason`` (why it failed; empty when ok). The
 file metadata holds the model's name, hash and code dimension. Files are written atomically:
-one that exists is whole, so a file that cannot be read was damaged afterwards.
+one that exists is whole, so a file that cannot be read was damaged afterwards. A folder may be
+a URL (``common.storage``).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from common.files import atomic_output
+from common import storage
 from shards.schema import STATUS_FAILED, STATUS_OK
 from stylecode.identity import StyleCodeError
 
@@ -59,15 +60,17 @@ class Embeddings:
     failed: int          # rows recorded as failed, left out
 
 
-def file_path(folder: Path, number: int) -> Path:
-    return folder / f"embeddings-{number:05d}.parquet"
+def file_path(folder: str | Path, number: int) -> str | Path:
+    """A Path in a local folder, else a URL."""
+    location = storage.join(folder, f"embeddings-{number:05d}.parquet")
+    return location if storage.is_url(location) else Path(location)
 
 
-def list_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob(FILE_GLOB))
+def list_files(folder: str | Path) -> list[str]:
+    return storage.glob(storage.join(folder, FILE_GLOB))
 
 
-def write_file(path: Path, ids: Sequence[str], paths: Sequence[str], codes: np.ndarray,
+def write_file(path: str | Path, ids: Sequence[str], paths: Sequence[str], codes: np.ndarray,
                reasons: Sequence[str], info: ModelInfo) -> None:
     """Write one file atomically; rows with a reason are failures (their code is null)."""
     failed = np.array([bool(reason) for reason in reasons])
@@ -79,19 +82,20 @@ def write_file(path: Path, ids: Sequence[str], paths: Sequence[str], codes: np.n
         "reason": pa.array(list(reasons), pa.string())})
     meta = {_META["name"]: info.name.encode(), _META["hash"]: info.hash.encode(),
             _META["dim"]: str(info.dim).encode()}
-    with atomic_output(path) as handle:
+    with storage.open_output(path) as handle:
         pq.write_table(table.replace_schema_metadata(meta), handle)
 
 
-def _unreadable(path: Path, exc: Exception) -> StyleCodeError:
+def _unreadable(path: str | Path, exc: Exception) -> StyleCodeError:
     return StyleCodeError(f"{path}: not a readable embeddings file ({type(exc).__name__}: {exc}); "
                           "delete it and run the embed command again to redo it")
 
 
-def read_info(path: Path) -> tuple[ModelInfo, int]:
+def read_info(path: str | Path) -> tuple[ModelInfo, int]:
     """The model of a file and its number of rows, from the footer alone (cheap)."""
     try:
-        metadata = pq.read_metadata(path)
+        with storage.open_input(path) as handle:
+            metadata = pq.read_metadata(handle)
         meta = metadata.metadata or {}
         info = ModelInfo(meta[_META["name"]].decode(), meta[_META["hash"]].decode(),
                          int(meta[_META["dim"]]))
@@ -100,11 +104,12 @@ def read_info(path: Path) -> tuple[ModelInfo, int]:
     return info, metadata.num_rows
 
 
-def read_file(path: Path) -> Embeddings:
+def read_file(path: str | Path) -> Embeddings:
     """The usable rows of one file."""
     info, _ = read_info(path)
     try:
-        table = pq.read_table(path)
+        with storage.open_input(path) as handle:
+            table = pq.read_table(handle)
         ok = table.filter(pc.equal(table["status"], STATUS_OK))
         values = ok["embedding"].combine_chunks().flatten().to_numpy()
     except (OSError, pa.ArrowException, KeyError) as exc:
@@ -114,7 +119,7 @@ def read_file(path: Path) -> Embeddings:
                       table.num_rows - ok.num_rows)
 
 
-def read_folder(folder: Path) -> Embeddings:
+def read_folder(folder: str | Path) -> Embeddings:
     """Every file of an embeddings folder, checked to hold one model's codes."""
     files = list_files(folder)
     if not files:
@@ -128,7 +133,7 @@ def read_folder(folder: Path) -> Embeddings:
                       np.concatenate([p.codes for p in parts]), sum(p.failed for p in parts))
 
 
-def read_state(folder: Path) -> dict:
+def read_state(folder: str | Path) -> dict:
     """The embed command's record of a folder (empty when it was made otherwise)."""
-    path = folder / STATE_NAME
-    return json.loads(path.read_text()) if path.is_file() else {}
+    path = storage.join(folder, STATE_NAME)
+    return json.loads(storage.read_text(path)) if storage.is_file(path) else {}
