@@ -262,3 +262,46 @@ def test_evaluation_reads_s3_and_writes_its_report_there_with_the_local_numbers(
     written = {p[len(f"{s3}/eval/"):] for p in storage.glob(f"{s3}/eval/**")}
     assert {"report.md", "config.yaml", "retrieval_grid.png", "style_vs_content.png",
             "embeddings/nst/test-histogram.npz"} <= written
+
+
+def _script(name: str, args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "pipeline" / name), *args], env=env,
+                            cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_embed_and_search_on_s3_equal_the_local_run(s3, smoke, local_run, ray_env, tmp_path, capsys):
+    from pipeline.search import main as search_main
+    from stylecode.index import load_index
+    from stylecode.store import read_folder
+    from train.checkpoint import last_checkpoint_path
+
+    env = {**ray_env, **{key: os.environ[key] for key in (*S3_ENV, "AWS_ENDPOINT_URL")}}
+    styles = smoke["world"] / "styles"
+    collection = f"{s3}/collection"
+    for path in sorted(styles.rglob("*.png")):
+        storage.write_bytes(storage.join(collection, *path.relative_to(styles).parts), path.read_bytes())
+    checkpoint = f"{s3}/runs/for-embed/checkpoints/last.pt"
+    storage.write_bytes(checkpoint, last_checkpoint_path(local_run).read_bytes())
+    common = ["embed.rows_per_file=8", "embed.batch_size=8", "embed.ray.num_actors=1",
+              "embed.ray.object_store_mb=80", "--config", str(SMOKE)]
+    _script("embed.py", ["--input", str(styles), "--checkpoint", f"nst={last_checkpoint_path(local_run)}",
+                         "--out", str(tmp_path / "emb"), *common], env, tmp_path)
+    _script("embed.py", ["--input", collection, "--checkpoint", f"nst={checkpoint}",
+                         "--out", f"{s3}/emb", *common], env, tmp_path)
+    local, remote = read_folder(tmp_path / "emb"), read_folder(f"{s3}/emb")
+    assert remote.ids == local.ids and remote.info == local.info and len(local.ids) > 8
+    np.testing.assert_array_equal(remote.codes, local.codes)   # the same numbers
+    assert remote.paths[0].startswith(f"{collection}/")
+
+    for folder in (str(tmp_path / "emb"), f"{s3}/emb"):
+        assert search_main(["build", "--embeddings", folder, "--config", str(SMOKE)]) == 0
+    assert storage.is_file(f"{s3}/emb/index/index.faiss") and load_index(f"{s3}/emb/index").ids == local.ids
+    query = ["query", "--image", str(sorted(styles.rglob("*.png"))[3]), "--k", "3"]
+    hits = []
+    for number, index in enumerate((str(tmp_path / "emb" / "index"), f"{s3}/emb/index")):
+        assert search_main([*query, "--index", index, "--sheet", str(tmp_path / f"{number}.png")]) == 0
+        hits.append([line.split()[:3] for line in capsys.readouterr().out.splitlines()
+                     if line.startswith("  ")])
+    assert hits[0] == hits[1] and len(hits[0]) == 3 and hits[0][0][1] == "1.0000"
