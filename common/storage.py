@@ -180,12 +180,6 @@ def find(location: str | Path) -> list[tuple[str, str]]:
                   for p in found if p.startswith(root))
 
 
-def size(location: str | Path) -> int:
-    fs, path = filesystem(location)
-    with _errors(location):
-        return int(fs.size(path))
-
-
 def open_input(location: str | Path, mode: str = "rb") -> BinaryIO:
     """A readable file object (seekable: object stores read ranges on demand)."""
     fs, path = filesystem(location)
@@ -210,13 +204,19 @@ def open_output(location: str | Path) -> Iterator[BinaryIO]:
         with atomic_output(location) as handle:
             yield handle
         return
-    fs, path = filesystem(location)
     with tempfile.TemporaryDirectory(prefix="nststyle-put-") as folder:
         staged = os.path.join(folder, name(location))
         with open(staged, "wb") as handle:
             yield handle
-        with _errors(location):
-            fs.put_file(staged, path)
+        _put(staged, location)
+
+
+def _put(local_file: str | Path, location: str | Path) -> None:
+    """Upload a whole local file: one put, or a multipart upload that S3-like stores show only
+    once it is complete."""
+    fs, path = filesystem(location)
+    with _errors(location):
+        fs.put_file(str(local_file), path)
 
 
 def write_bytes(location: str | Path, data: bytes) -> None:
@@ -239,11 +239,11 @@ def makedirs(location: str | Path) -> None:
         Path(location).mkdir(parents=True, exist_ok=True)
 
 
-def upload(folder: str | Path, location: str | Path) -> None:
-    """Copy every file under a local ``folder`` to the same relative names under
-    ``location``, each written atomically."""
+def upload(folder: str | Path, location: str) -> None:
+    """Copy every file under a local ``folder`` to the same relative names under the URL
+    ``location``, each uploaded whole."""
     for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        write_bytes(join(location, *path.relative_to(folder).parts), path.read_bytes())
+        _put(path, join(location, *path.relative_to(folder).parts))
 
 
 def download(location: str | Path, path: str | Path) -> None:
