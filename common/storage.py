@@ -132,23 +132,28 @@ def _errors(location: str | Path) -> Iterator[None]:
         raise StorageError(f"{location}: {_reason(location, exc)}") from None
 
 
-def exists(location: str | Path) -> bool:
+def _url_kind(location: str) -> str | None:
+    """``file``, ``directory`` (on an object store: a prefix that holds objects) or None when
+    nothing is there. Not fsspec's ``exists``/``isfile``: s3fs's answer False for any failure,
+    so an unreachable endpoint would read as a missing file."""
     fs, path = filesystem(location)
     with _errors(location):
-        return fs.exists(path)
+        try:
+            return fs.info(path)["type"]
+        except FileNotFoundError:
+            return None
+
+
+def exists(location: str | Path) -> bool:
+    return _url_kind(location) is not None if is_url(location) else Path(location).exists()
 
 
 def is_file(location: str | Path) -> bool:
-    fs, path = filesystem(location)
-    with _errors(location):
-        return fs.isfile(path)
+    return _url_kind(location) == "file" if is_url(location) else Path(location).is_file()
 
 
 def is_dir(location: str | Path) -> bool:
-    """A folder, or on an object store a prefix that holds objects."""
-    fs, path = filesystem(location)
-    with _errors(location):
-        return fs.isdir(path)
+    return _url_kind(location) == "directory" if is_url(location) else Path(location).is_dir()
 
 
 def _located(fs: AbstractFileSystem, location: str | Path, paths: Iterable[str]) -> list[str]:

@@ -166,7 +166,7 @@ def test_bad_locations_are_one_error_naming_the_url(s3, monkeypatch):
         storage.check_readable("s3://any/shards")
 
 
-def test_entry_points_refuse_bad_urls_before_any_work(s3, smoke, capsys):
+def test_entry_points_refuse_bad_urls_before_any_work(s3, smoke, capsys, monkeypatch):
     from pipeline.eval import main as eval_main
     from train.main import main as train_main
 
@@ -179,6 +179,12 @@ def test_entry_points_refuse_bad_urls_before_any_work(s3, smoke, capsys):
     assert eval_main(["--shards", shards, "--checkpoint", f"{s3}/no-run/checkpoints/last.pt",
                       "--out", "s3://no-such-bucket/eval"]) == 2
     assert f"input not found: {s3}/no-run/checkpoints/last.pt" in capsys.readouterr().err
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setitem(storage._options, "s3", {"skip_instance_cache": True})
+    monkeypatch.setattr(storage, "configure_from", lambda cfg: None)   # keep that option
+    assert train_main(["--shards", shards, "--out", f"{s3}/run-y"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {shards}/config.yaml: the storage cannot be reached") and err.count("\n") == 1
 
 
 # --- training, evaluation, embed and search on s3:// -----------------------------------------
