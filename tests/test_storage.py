@@ -18,8 +18,15 @@ import torch
 import yaml
 
 from common import storage
-from common.config import load_config
+from common.config import config_for_shards, load_config, public, save_config
 from conftest import REPO_ROOT
+from pipeline.eval import main as eval_main
+from pipeline.search import main as search_main
+from stylecode.index import load_index
+from stylecode.store import read_folder
+from train.checkpoint import last_checkpoint_path, load_checkpoint
+from train.main import INJECT_NAN_ENV, NonFiniteLossError, run_training
+from train.main import main as train_main
 
 BUCKET = "nststyle-test"
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -72,8 +79,6 @@ def test_unknown_scheme_missing_backend_and_missing_object_are_named():
 
 
 def test_saved_configs_and_checkpoints_hold_no_credentials(tmp_path):
-    from common.config import public, save_config
-
     cfg = load_config(None, ["storage.options.s3.secret=s3cr3t", "storage.options.s3.key=AKIA1",
                              "storage.options.s3.endpoint_url=http://minio:9000",
                              "storage.options.s3.client_kwargs.aws_session_token=tok"])
@@ -167,9 +172,6 @@ def test_bad_locations_are_one_error_naming_the_url(s3, monkeypatch):
 
 
 def test_entry_points_refuse_bad_urls_before_any_work(s3, smoke, capsys, monkeypatch):
-    from pipeline.eval import main as eval_main
-    from train.main import main as train_main
-
     assert train_main(["--shards", "s3://no-such-bucket/shards", "--out", f"{s3}/run-x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "s3://no-such-bucket/shards" in err and "Traceback" not in err
@@ -194,17 +196,12 @@ TRAIN = ["train.num_workers=1", "train.threads=1", "train.steps=4", "train.check
 
 
 def _state(location) -> dict:
-    from train.checkpoint import load_checkpoint
-
     return load_checkpoint(location, keys=("model", "step", "config"))
 
 
 @pytest.fixture(scope="module")
 def local_run(smoke, tmp_path_factory) -> Path:
     """The reference: the same training on local paths, straight through."""
-    from common.config import config_for_shards
-    from train.main import run_training
-
     run = tmp_path_factory.mktemp("local") / "run"
     run_training(config_for_shards(None, TRAIN, smoke["shards"]), smoke["shards"], run)
     storage.configure(None)
@@ -212,13 +209,9 @@ def local_run(smoke, tmp_path_factory) -> Path:
 
 
 def test_training_from_s3_to_s3_resumes_and_equals_the_local_run(s3, smoke, local_run, monkeypatch):
-    from train.checkpoint import last_checkpoint_path
-    from train.main import INJECT_NAN_ENV, NonFiniteLossError, run_training
-
     shards, run = _upload_shards(smoke, s3), f"{s3}/runs/nst"
     # Credentials in the config (moto takes any): used, never written down.
     cfg_args = [*TRAIN, "storage.options.s3.key=cfg-key-id", "storage.options.s3.secret=never-written"]
-    from common.config import config_for_shards
     monkeypatch.setenv(INJECT_NAN_ENV, "3")   # stops after step 2's checkpoint
     with pytest.raises(NonFiniteLossError):
         run_training(config_for_shards(None, cfg_args, shards), shards, run)
@@ -251,9 +244,6 @@ def _report(text: str) -> dict:
 
 def test_evaluation_reads_s3_and_writes_its_report_there_with_the_local_numbers(
         s3, smoke, local_run, tmp_path, capsys):
-    from pipeline.eval import main as eval_main
-    from train.checkpoint import last_checkpoint_path
-
     shards = _upload_shards(smoke, s3)
     checkpoint = f"{s3}/runs/local/checkpoints/last.pt"
     storage.write_bytes(checkpoint, last_checkpoint_path(local_run).read_bytes())
@@ -278,11 +268,6 @@ def _script(name: str, args: list[str], env: dict, cwd: Path) -> subprocess.Comp
 
 
 def test_embed_and_search_on_s3_equal_the_local_run(s3, smoke, local_run, ray_env, tmp_path, capsys):
-    from pipeline.search import main as search_main
-    from stylecode.index import load_index
-    from stylecode.store import read_folder
-    from train.checkpoint import last_checkpoint_path
-
     env = {**ray_env, **{key: os.environ[key] for key in (*S3_ENV, "AWS_ENDPOINT_URL")}}
     styles = smoke["world"] / "styles"
     collection = f"{s3}/collection"
