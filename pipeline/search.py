@@ -36,6 +36,7 @@ from stylecode.query import (best, collection_codes, index_config, index_model, 
                              index_recipe, load_head, results, text_scores)
 from stylecode.sheet import SheetRow, contact_sheet  # noqa: E402
 from stylecode.store import read_folder, read_state  # noqa: E402
+from tagging import TextEncoder  # noqa: E402
 
 def build_command(args: argparse.Namespace, cfg: dict) -> dict:
     folder = Path(args.embeddings).resolve()
@@ -82,7 +83,7 @@ def image_rows(args: argparse.Namespace, index: SearchIndex, k: int, cfg: dict) 
 def text_rows(args: argparse.Namespace, index: SearchIndex, k: int) -> list[SheetRow]:
     if not args.head:
         raise StyleCodeError("--text needs --head: a tagging head trained on the index's model")
-    head = load_head(args.head, index, args.text_model)
+    head = load_head(args.head, index, TextEncoder(args.text_model))
     codes = collection_codes(index)
     rows = []
     for text in args.text:

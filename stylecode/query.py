@@ -15,7 +15,8 @@ from stylecode.identity import Recipe, StyleCodeError
 from stylecode.index import SearchIndex
 from stylecode.model import StyleModel, build
 from stylecode.store import ModelInfo, read_folder
-from tagging import TagHead, TaggingError, TextEncoder
+from tagging import TagHead, TaggingError
+from tagging.text import TextSpace
 
 # Codes projected into the text space at once by a text query (bounds its memory).
 TEXT_CHUNK = 65536
@@ -57,10 +58,11 @@ def collection_codes(index: SearchIndex) -> np.ndarray:
     return embeddings.codes
 
 
-def load_head(path: str | Path, index: SearchIndex, text_model: str | Path | None = None) -> TagHead:
-    """A tagging head for words queries of ``index``: trained on codes of the index's model."""
+def load_head(path: str | Path, index: SearchIndex, text: TextSpace) -> TagHead:
+    """A tagging head for words queries of ``index`` (trained on codes of the index's model),
+    bound to ``text``, e.g. ``tagging.TextEncoder(folder)``."""
     try:
-        return TagHead.load(path, TextEncoder(text_model), code_dim=index.info.dim,
+        return TagHead.load(path, text, code_dim=index.info.dim,
                             image_model_hash=index.info.hash)
     except TaggingError as exc:
         raise StyleCodeError(f"{exc} (index {index.folder}: model {index.info.name!r}, hash "
