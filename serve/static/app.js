@@ -15,11 +15,15 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-function colourOf(label) {   // a stable colour per label
-  let h = 0;
-  for (const c of label) h = (h * 31 + c.charCodeAt(0)) >>> 0;
-  return label ? `hsl(${h % 360}, 65%, ${45 + (h >> 9) % 20}%)` : "#999";
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+  "#7f7f7f", "#bcbd22", "#17becf"];
+let colours = new Map();   // label -> colour, set from the map's legend (its labels, sorted)
+
+function colourAt(i) {   // ten distinct colours, then hues a golden angle apart
+  return i < PALETTE.length ? PALETTE[i] : `hsl(${(i * 137.508) % 360}, 60%, 50%)`;
 }
+
+function colourOf(label) { return label ? colours.get(label) || "#999" : "#ccc"; }
 
 function labelText(labels) {
   return Object.entries(labels || {}).map(([col, vals]) => `${col}: ${vals.join(", ")}`).join("; ");
@@ -109,6 +113,7 @@ function drawMap(data) {
   const ns = "http://www.w3.org/2000/svg";
   svg.replaceChildren();
   const preview = $("preview");
+  colours = new Map(data.legend.filter((l) => l).map((label, i) => [label, colourAt(i)]));
   for (const point of data.points) {
     const dot = document.createElementNS(ns, "circle");
     dot.setAttribute("cx", point.x);
@@ -156,8 +161,9 @@ async function start() {
   state.info = info;
   $("summary").textContent = `${info.count} images; models: ` +
     info.models.map((m) => `${m.name} (${m.dim}-d, ${m.kind})`).join(", ");
-  for (const n of [4, 8, 12, 16, 24, 32]) $("k").append(el("option", { value: n, text: n }));
-  $("k").value = [4, 8, 12, 16, 24, 32].includes(info.k) ? info.k : 8;
+  const counts = [...new Set([4, 8, 12, 16, 24, 32, info.k])].sort((a, b) => a - b);
+  for (const n of counts) $("k").append(el("option", { value: n, text: n }));
+  $("k").value = info.k;
   $("upload-form").hidden = !info.models.some((m) => m.upload);
   $("words-form").hidden = !info.models.some((m) => m.words);
   $("upload").addEventListener("change", (event) => {
