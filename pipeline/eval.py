@@ -15,9 +15,9 @@ Every ``test-<method>`` split and ``crops`` is embedded by every model; the fuse
 ``eval.tagging.enabled``, a tagging head per model is trained on the ``train`` split's style
 tags and tested on the test styles (zero-shot tags held out of training).
 Writes to ``--out``: the report (``report.md``, ``report.json``: every metric per model and
-split, with its chance level), the embeddings (``embeddings/<model>/<split>.npz``), the tagging
-scores (``tagging/<model>.npz``) and heads (``heads/<model>.pt``), the pictures and the
-resolved config.
+split, with its chance level; ``report.html``: the report with its pictures, one page that opens
+from disk), the embeddings (``embeddings/<model>/<split>.npz``), the tagging scores
+(``tagging/<model>.npz``) and heads (``heads/<model>.pt``), the pictures and the resolved config.
 
 Labelled retrieval (docs/labelled.md): with ``eval.labelled.table`` (a CSV or parquet of image
 paths and label columns: artist, genre...), or on the synthetic world's held-out style groups
@@ -55,7 +55,8 @@ from evaluation.metrics import default_device, nearest_neighbours  # noqa: E402
 from evaluation.models import build_models, checkpoint_name  # noqa: E402
 from evaluation.report import (Results, markdown_report,  # noqa: E402
                                plot_retrieval_grid, plot_style_vs_content, plot_tagging,
-                               tagging_markdown, train_average, with_chance_row, write_json)
+                               tagging_markdown, train_average, with_chance_row, write_html_report,
+                               write_json)
 from evaluation.scoring import CROPS, METRICS, TEST, score_split  # noqa: E402
 from evaluation.tagging_eval import (COLUMNS as TAG_COLUMNS, TaggingResult,  # noqa: E402
                                      TaggingTask, prepare_tagging, run_tagging)
@@ -308,7 +309,8 @@ def evaluate(args: argparse.Namespace) -> Results:
         print_tagging_summary(tagged)
     if labelled:
         print_labelled_summary(meta["labelled"])
-    print(f"report: {out / 'report.md'}", flush=True)
+    print(f"report: {out / 'report.md'} (as a page with its pictures: "
+          f"{write_html_report(out)})", flush=True)
     return results
 
 

@@ -3,6 +3,7 @@ checkpoint file, run as a user runs it (a subprocess, from another working direc
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,10 @@ def test_eval_writes_report_embeddings_and_pictures(eval_inputs, tmp_path):
     for picture in ("style_vs_content.png", "retrieval_grid.png"):
         with Image.open(out / picture) as img:
             assert img.width > 300 and img.height > 200
+    # the same report as a page, its pictures linked relatively (it opens from disk)
+    page = (out / "report.html").read_text()
+    assert "<table>" in page and "test-m2 (held out)" in page and "<td>vgg_gram</td>" in page
+    assert re.findall(r'<img src="([^"]+)"', page) == ["style_vs_content.png", "retrieval_grid.png"]
 
 
 def test_eval_rejects_shards_without_test_splits(eval_inputs, tmp_path):
