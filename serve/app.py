@@ -142,6 +142,7 @@ def create_app(spaces: Sequence[Space], library: Library, labels: Labels,
     # "/image//etc/passwd" must reach the id check (and be refused), not be redirected to a
     # path with the slashes merged.
     app.url_map.merge_slashes = False
+    app.json.sort_keys = False   # answers keep their order (rank), and skip a sort per request
     app.extensions["serve"] = state
 
     @app.errorhandler(ServeError)
