@@ -40,6 +40,7 @@ from werkzeug.serving import make_server  # noqa: E402
 from common.config import ConfigError, add_config_args, load_config  # noqa: E402
 from evaluation.baselines import list_baselines  # noqa: E402
 from serve import ServeOptions, load_app  # noqa: E402
+from serve.app import LOOPBACK_NAMES  # noqa: E402
 from serve.atlas import MapSettings  # noqa: E402
 from serve.demo import prepare_demo  # noqa: E402
 from shards.reader import ShardError  # noqa: E402
@@ -92,12 +93,15 @@ def _sources(args: argparse.Namespace) -> tuple[list[str], list[str], str | None
             args.labels or str(demo.labels))
 
 
-def _warn_if_open(host: str) -> None:
+def _is_loopback(host: str) -> bool:
     try:
-        local = ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        local = host == "localhost"
-    if not local:
+        return host == "localhost"
+
+
+def _warn_if_open(host: str) -> None:
+    if not _is_loopback(host):
         print(f"[serve] warning: bound to {host}: anyone who can reach this machine can query "
               "the collection and see its images", flush=True)
 
@@ -110,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         indexes, heads, labels = _sources(args)
         started = time.time()
         options = ServeOptions(k=args.k, max_upload_bytes=int(args.max_upload_mb * 2**20),
-                               map_settings=MapSettings(points=args.map_points))
+                               map_settings=MapSettings(points=args.map_points),
+                               trusted_hosts=LOOPBACK_NAMES if _is_loopback(args.host) else None)
         app = load_app(indexes, heads, labels, args.colour_by, args.text_model, cfg,
                        args.overrides, not args.no_upload, args.root, args.cache, options)
         threads = (cfg or load_config(None, args.overrides))["search"]["threads"]

@@ -32,6 +32,7 @@ from stylecode.identity import StyleCodeError
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_K = 100
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 PAGE_LIMIT = 200
 
 
@@ -41,6 +42,9 @@ class ServeOptions:
     max_upload_bytes: int = 16 * 1024 * 1024
     max_upload_pixels: int = 40_000_000         # decoded size of an upload (bomb guard)
     map_settings: MapSettings = MapSettings()
+    # Host headers answered (None: any). Loopback names only by default: a web page elsewhere
+    # whose name an attacker points at 127.0.0.1 (DNS rebinding) gets a 400, not the collection.
+    trusted_hosts: tuple[str, ...] | None = LOOPBACK_NAMES
 
 
 class State:
@@ -139,6 +143,8 @@ def create_app(spaces: Sequence[Space], library: Library, labels: Labels,
     state = State(spaces, library, labels, options or ServeOptions())
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = state.options.max_upload_bytes   # 413 beyond it
+    if state.options.trusted_hosts is not None:
+        app.config["TRUSTED_HOSTS"] = list(state.options.trusted_hosts)
     # "/image//etc/passwd" must reach the id check (and be refused), not be redirected to a
     # path with the slashes merged.
     app.url_map.merge_slashes = False

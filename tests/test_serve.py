@@ -153,6 +153,12 @@ def test_what_leaves_the_collection_is_refused(client, url, status):
     assert b"\xff\xd8" not in response.data   # no JPEG bytes of any kind
 
 
+def test_only_this_machine_s_names_are_answered(client):
+    assert client.get("/api/info", headers={"Host": "127.0.0.1:8765"}).status_code == 200
+    rebound = client.get("/api/info", headers={"Host": "evil.example:8765"})   # DNS rebinding
+    assert rebound.status_code == 400
+
+
 def test_bad_uploads_are_refused(client, collection):
     too_big = io.BytesIO(np.random.default_rng(0).bytes(70 * 1024))
     response = client.post("/api/query", data={"image": (too_big, "big.jpg")})

@@ -45,7 +45,7 @@ function figure(item, caption) {
 }
 
 function resultFigure(item, rank) {
-  return figure(item, [el("span", { class: "score", text: `${rank}. ${item.score.toFixed(3)}` }),
+  return figure(item, [el("span", { class: "score", text: `${rank}. ${item.score.toFixed(4)}` }),
     el("br"), el("span", { text: item.id }), el("br"),
     el("span", { class: "labels", text: labelText(item.labels) })]);
 }
