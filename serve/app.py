@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 from urllib.parse import quote
 
 from flask import Flask, jsonify, request, send_file
+from PIL import Image
 from werkzeug.exceptions import HTTPException
 
 from common.images import ImageError, image_from_bytes
@@ -107,7 +108,7 @@ def _each_model(state: State, query: Callable[[Space], Hits | None]) -> dict:
     return answers
 
 
-def _upload(options: ServeOptions):
+def _upload(options: ServeOptions) -> tuple[str, Image.Image]:
     upload = request.files.get("image")
     if upload is None:
         raise ServeError("send the image as the form field 'image'", 400)
