@@ -6,7 +6,6 @@ method raising) are recorded in the shard's index with their reason; the shard s
 """
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
@@ -17,11 +16,10 @@ from PIL import Image, ImageStat
 from common.images import open_image
 from pipeline.plan import PlannedSample, PlannedItem, ShardPlan
 from shards.codec import encode_jpeg, pil_to_tensor
-from shards.schema import CROP_METHOD, ItemMeta, shard_stem
+from shards.schema import CROP_METHOD, ItemMeta
 from shards.writer import ShardWriter
 from stylize import NSTMethod, configured_method, create_method
 
-TEST_CRASH_ENV = "NSTSTYLE_TEST_CRASH"  # see _test_crash
 SQUARE_MODES = ("crop", "pad")        # stylize.square
 
 
@@ -156,10 +154,8 @@ class ShardWorker:
         """Stylize every group of the shard and publish it; returns the shard's stats."""
         writer = ShardWriter(Path(out_dir) / shard.split, shard.number, shard.split)
         try:
-            for number, group in enumerate(shard.groups):
+            for group in shard.groups:
                 self._write_group(writer, group)
-                if number == 0:
-                    _test_crash(shard)
             stats = writer.close()
         except BaseException:  # a failed publish included: no temporary file stays behind
             writer.abort()
@@ -167,21 +163,3 @@ class ShardWorker:
         stats["device"] = self.device
         return stats
 
-
-def _test_crash(shard: ShardPlan) -> None:
-    """Test-only fault injection, off unless ``NSTSTYLE_TEST_CRASH`` is set to
-    ``<split>/<shard stem>[@<marker folder>]``: the actor process exits abruptly while that
-    shard's temporary tar holds a part of it (a killed actor), on every attempt, or only on the
-    first when a marker folder is named (the marker file records that it fired)."""
-    spec = os.environ.get(TEST_CRASH_ENV)
-    if not spec:
-        return
-    target, _, marker_dir = spec.partition("@")
-    if target != f"{shard.split}/{shard_stem(shard.number)}":
-        return
-    if marker_dir:
-        marker = Path(marker_dir) / target.replace("/", "--")
-        if marker.exists():
-            return
-        marker.touch()
-    os._exit(1)
