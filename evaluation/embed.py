@@ -130,8 +130,8 @@ class _SampleCollector:
             self.references.append(group.style)
             for item, image in zip(group.items, group.images):
                 self.style_ids.append(group.style_id)
-                self.content_ids.append(item["content_id"])
-                self.indices.append(int(item["index"]))
+                self.content_ids.append(item.content_id)
+                self.indices.append(item.index)
                 yield image
 
 

@@ -18,9 +18,6 @@ nccl on GPU) and the model is wrapped in DDP. Rank 0 prints a progress line, app
 loss, lr, samples/s and ETA to ``RUN/metrics.jsonl``, with ``train.tensorboard`` writes them and
 the loss terms as TensorBoard scalars into ``RUN`` too, and writes ``RUN/checkpoints/last.pt``.
 Each rank records its step count in ``RUN/ranks/rank-<r>.json`` when it finishes.
-
-Testing aid: the environment variable ``NSTSTYLE_INJECT_NAN_AT_STEP=s`` turns the loss of
-step ``s`` (1-based) into NaN, to exercise the non-finite-loss stop.
 """
 import sys
 from pathlib import Path
@@ -51,7 +48,6 @@ from train.data import batch_stream, train_shards
 from train.loss import multi_positive_infonce, two_view_loss
 from train.model import ModelConfigError, build_encoder
 
-INJECT_NAN_ENV = "NSTSTYLE_INJECT_NAN_AT_STEP"
 PR_SET_PDEATHSIG = 1
 EXIT_NON_FINITE = 3
 
@@ -126,11 +122,6 @@ def build_optimizer(model: torch.nn.Module, train_cfg: dict) -> torch.optim.Adam
     no_decay = [p for p in params if p.ndim < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg["weight_decay"]},
                               {"params": no_decay, "weight_decay": 0.0}], lr=train_cfg["lr"])
-
-
-def nan_injection_step() -> int | None:
-    value = os.environ.get(INJECT_NAN_ENV)
-    return int(value) if value else None
 
 
 def all_finite(loss: torch.Tensor, env: Distributed) -> bool:
@@ -303,7 +294,7 @@ def train_steps(model, optimizer, scheduler, stream, cfg: dict, out: Path, start
                 env: Distributed) -> dict:
     """The loop proper: runs steps ``start+1..train.steps``; returns timing and loss figures."""
     train_cfg = cfg["train"]
-    total, inject_at = train_cfg["steps"], nan_injection_step()
+    total = train_cfg["steps"]
     checkpoint = last_checkpoint_path(out)
     figures = {"first_loss": None, "final_loss": None, "images": 0, "data_seconds": 0.0}
     interval_losses: dict[str, float] = {}   # loss name -> sum over the interval's steps
@@ -317,8 +308,6 @@ def train_steps(model, optimizer, scheduler, stream, cfg: dict, out: Path, start
             figures["data_seconds"] += time.perf_counter() - fetch_start if loop_start else 0.0
             terms = loss_terms(model, batch, train_cfg, env)
             loss = weighted_loss(terms, train_cfg)
-            if step == inject_at:
-                loss = loss + float("nan")
             if not all_finite(loss, env):
                 raise NonFiniteLossError(
                     f"non-finite loss ({loss.item()}) at step {step}: stopping without writing a "
