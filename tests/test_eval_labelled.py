@@ -80,6 +80,7 @@ def test_stored_embeddings_are_scored_without_re_embedding(tmp_path):
     assert loo["mine"]["map"] == pytest.approx(100.0) and loo["mine"]["p@1"] == pytest.approx(100.0)
 
 
+@pytest.mark.slow
 def test_a_report_is_recomputed_from_stored_codes_without_the_model(ray_env, tmp_path):
     """The evaluation of a checkpoint on a table, then pipeline/embed.py's codes of the table's
     images by that checkpoint scored with --embeddings, the checkpoint deleted first (so

@@ -57,6 +57,7 @@ def rank_steps(run: Path) -> list[int]:
     return [json.loads((run / "ranks" / f"rank-{r}.json").read_text())["steps"] for r in (0, 1)]
 
 
+@pytest.mark.slow
 def test_torchrun_uneven_shards_nan_stop_and_exact_resume(uneven_shards, tmp_path):
     straight = torchrun(uneven_shards, tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr[-3000:]
