@@ -1,6 +1,6 @@
 """Labelled retrieval in pipeline/eval.py: a real labelled table of JPEGs, without NST shards,
-with codes stored by pipeline/embed.py's writer, on the real paintings when they are there, and
-the synthetic world's labels."""
+with codes stored by pipeline/embed.py (its writer, and the command end to end), on the real
+paintings when they are there, and the synthetic world's labels."""
 from __future__ import annotations
 
 import csv
