@@ -58,6 +58,7 @@ def _written(out):
     return found
 
 
+@pytest.mark.slow
 def test_run_from_another_directory_with_bad_images_then_rerun_skips(small_manifests, ray_env,
                                                                       tmp_path):
     content, style = small_manifests
@@ -120,6 +121,7 @@ def _slow_run_until(small_manifests, ray_env, tmp_path, shards_done: int
     return proc, out, overrides
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_exactly_the_plan(small_manifests, ray_env, tmp_path):
     proc, out, overrides = _slow_run_until(small_manifests, ray_env, tmp_path, 2)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
@@ -262,6 +264,7 @@ def test_a_second_run_on_a_folder_in_use_is_refused(small_manifests, ray_env, tm
     assert not list(out.glob("*/shard-*"))
 
 
+@pytest.mark.slow
 def test_a_complete_shard_that_lost_its_index_is_redone(small_manifests, ray_env, tmp_path):
     content, style = small_manifests
     overrides = _overrides(content, style)
@@ -282,6 +285,7 @@ def test_a_complete_shard_that_lost_its_index_is_redone(small_manifests, ray_env
     assert read_info(out / "train")["shards"] == sorted(p.name for p in (out / "train").glob("*.tar"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_a_rerun_finishes(small_manifests, ray_env, tmp_path):
     proc, out, overrides = _slow_run_until(small_manifests, ray_env, tmp_path, 1)
     os.killpg(proc.pid, signal.SIGINT)   # as Ctrl-C in a terminal: the whole process group
@@ -362,6 +366,7 @@ def _shards_by_pid(log: Path) -> dict[int, list[str]]:
     return {int(f.name): f.read_text().split() for f in log.iterdir()}
 
 
+@pytest.mark.slow
 def test_a_killed_actor_is_replaced_and_the_replacement_writes_the_shards(small_manifests, ray_env,
                                                                           tmp_path):
     content, style = small_manifests
@@ -448,6 +453,7 @@ def test_a_kill_between_a_tars_publication_and_its_stats_file(small_manifests, r
     _assert_each_planned_sample_once(out, overrides)
 
 
+@pytest.mark.slow
 def test_a_shard_that_keeps_failing_is_named_and_a_rerun_completes_it(small_manifests, ray_env,
                                                                      tmp_path):
     content, style = small_manifests
