@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from common.config import DEFAULT_CONFIG, REPO_ROOT, add_config_args, load_config  # noqa: E402
 from common.images import open_image  # noqa: E402
 from pipeline.plan import strength_choices  # noqa: E402
-from pipeline.stylize import build_plan, run_stage1  # noqa: E402
+from pipeline.runner import build_plan, run_stage1  # noqa: E402
 from pipeline.worker import ShardWorker, method_batches, square  # noqa: E402
 from shards.codec import pil_to_tensor  # noqa: E402
 from shards.schema import CROP_METHOD, CROPS_SPLIT, TRAIN_SPLIT  # noqa: E402

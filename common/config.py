@@ -332,7 +332,7 @@ def save_config(cfg: dict, out_dir: str | Path, name: str = RESOLVED_NAME) -> st
     returns where (a Path for a local folder)."""
     target = storage.join(out_dir, name)
     storage.write_bytes(target, yaml.safe_dump(public(cfg), sort_keys=False).encode())
-    return target if storage.is_url(target) else Path(target)
+    return storage.path_or_url(target)
 
 
 def add_config_args(parser) -> None:

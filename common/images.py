@@ -13,8 +13,9 @@ Errors are ``ImageError`` naming the file.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -64,15 +65,31 @@ def _decode(source: str | Path | BinaryIO, name: str, min_side: int, max_pixels:
         return to_rgb(ImageOps.exif_transpose(image))
 
 
-def open_image(path: str | Path, min_side: int = MIN_SIDE, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open a local path or an fsspec URL as 8-bit RGB; ``ImageError`` names the file."""
-    name = str(path)
+def _guarded(decode: Callable[[], Image.Image], name: str) -> Image.Image:
+    """Run ``decode``; whatever PIL raises on a bad file becomes an ``ImageError`` naming it."""
     try:
-        if storage.is_url(name):
-            with storage.open_input(name) as fh:
-                return _decode(fh, name, min_side, max_pixels)
-        return _decode(path, name, min_side, max_pixels)
+        return decode()
     except ImageError:
         raise
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"{name}: cannot read the image: {exc}") from None
+
+
+def _decode_local_or_url(path: str | Path, name: str, min_side: int, max_pixels: int) -> Image.Image:
+    if storage.is_url(name):
+        with storage.open_input(name) as fh:
+            return _decode(fh, name, min_side, max_pixels)
+    return _decode(path, name, min_side, max_pixels)
+
+
+def open_image(path: str | Path, min_side: int = MIN_SIDE, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open a local path or an fsspec URL as 8-bit RGB; ``ImageError`` names the file."""
+    name = str(path)
+    return _guarded(lambda: _decode_local_or_url(path, name, min_side, max_pixels), name)
+
+
+def image_from_bytes(data: bytes, name: str, min_side: int = MIN_SIDE,
+                     max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """An image held in memory (an upload), opened with every check of ``open_image``;
+    ``ImageError`` names it by ``name``."""
+    return _guarded(lambda: _decode(io.BytesIO(data), name, min_side, max_pixels), name)

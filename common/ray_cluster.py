@@ -18,9 +18,11 @@ def init_ray(address: str | None, num_cpus: int, object_store_mb: int) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
         return
+    # The driver's own PYTHONPATH follows the root: a runtime env's variable replaces it.
+    python_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
     ray.init(num_cpus=max(os.cpu_count() or 1, num_cpus),
              object_store_memory=object_store_mb * 1024 * 1024, include_dashboard=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+             runtime_env={"env_vars": {"PYTHONPATH": python_path}})
 
 
 def cluster_gpus() -> float:

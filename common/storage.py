@@ -70,6 +70,12 @@ def resolve(location: str | Path) -> str:
     return location if is_url(location) else str(Path(location).expanduser().resolve())
 
 
+def path_or_url(location: str | Path) -> str | Path:
+    """A URL as it is, a local path as a Path: for callers that use Path's methods on local
+    files (and keep working as they did)."""
+    return location if is_url(location) else Path(location)
+
+
 def join(base: str | Path, *parts: str) -> str:
     if is_url(base):
         return "/".join([str(base).rstrip("/"), *(part.strip("/") for part in parts)])

@@ -131,8 +131,8 @@ class _SampleCollector:
             self.references.append(group.style)
             for item, image in zip(group.items, group.images):
                 self.style_ids.append(group.style_id)
-                self.content_ids.append(item["content_id"])
-                self.indices.append(int(item["index"]))
+                self.content_ids.append(item.content_id)
+                self.indices.append(item.index)
                 yield image
 
 
@@ -163,7 +163,7 @@ def content_manifest_path(split_dir: str | Path) -> str | Path:
     if not path:
         raise EvalError(f"{storage.join(split_dir, '_info.json')} names no content_manifest: "
                         "content IR-1 needs the content source images")
-    return path if storage.is_url(path) else Path(path)
+    return storage.path_or_url(path)
 
 
 def load_content_images(manifest: Path, content_ids: Sequence[str]) -> list[Image.Image]:

@@ -13,20 +13,16 @@ from train.checkpoint import CheckpointReadError
 from train.model import load_encoder
 
 
-def _location(text: str) -> str | Path:
-    return text if storage.is_url(text) else Path(text)
-
-
 def checkpoint_name(text: str) -> tuple[str, str | Path]:
     """``name=path`` or a plain path or URL (named after its run folder: RUN/checkpoints/x.pt
     -> RUN)."""
     name, sep, path = text.partition("=")
     if sep and "/" not in name:
-        return name, _location(path)
+        return name, storage.path_or_url(path)
     folder = storage.parent(text)
     if storage.name(folder) == "checkpoints":
-        return storage.name(storage.parent(folder)), _location(text)
-    return PurePath(storage.name(text)).stem, _location(text)
+        return storage.name(storage.parent(folder)), storage.path_or_url(text)
+    return PurePath(storage.name(text)).stem, storage.path_or_url(text)
 
 
 def load_checkpoint_model(name: str, path: str | Path, device: torch.device) -> Embedder:

@@ -237,3 +237,52 @@ def plot_retrieval_grid(rows: list[tuple[Image.Image, list[tuple[Image.Image, bo
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# --- report.html: the same report as a page, with its pictures -----------------------------------
+
+HTML_NAME = "report.html"
+# The pictures an evaluation writes, in the order the page shows them, with what each shows.
+PICTURES = {
+    "style_vs_content.png": "Style mAP (higher is better) next to content mAP (lower is better), per split",
+    "retrieval_grid.png": "Queries of the held-out split and their nearest neighbours "
+                          "(green = same style, red = other style)",
+    "tagging.png": "Top-5 predicted tags of held-out test styles",
+    "labelled_grid.png": "Labelled retrieval: queries and their nearest neighbours",
+}
+_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+          "color:#222}table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:14px}"
+          "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+          "th:first-child,td:first-child{text-align:left}figure{margin:1em 0}"
+          "img{max-width:100%}figcaption{color:#555;font-size:14px}code{background:#f3f3f3}")
+
+
+def _markdown_to_html(text: str) -> str:
+    """Markdown (with tables) to HTML; raw HTML in the text is shown as text, not run (model
+    and split names come from the user)."""
+    import markdown
+    converter = markdown.Markdown(extensions=["tables"])
+    converter.preprocessors.deregister("html_block")
+    converter.inlinePatterns.deregister("html")
+    return converter.convert(text)
+
+
+def html_report(markdown_text: str, pictures: Sequence[str]) -> str:
+    """A standalone page: the Markdown report, then ``pictures`` (file names in the report's
+    folder, linked relatively so the page opens from disk, or wherever the folder is copied)."""
+    from html import escape
+    figures = [f'<figure><img src="{escape(name)}" alt="{escape(name)}"><figcaption>'
+               f'{escape(PICTURES.get(name, name))} (<code>{escape(name)}</code>)</figcaption></figure>'
+               for name in pictures]
+    body = _markdown_to_html(markdown_text) + ("\n<h2>Pictures</h2>\n" + "\n".join(figures) if figures else "")
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>Style retrieval evaluation</title><style>{_STYLE}</style></head>\n"
+            f"<body>\n{body}\n</body></html>\n")
+
+
+def write_html_report(folder: Path) -> Path:
+    """``report.html`` beside ``report.md``, with the pictures the folder holds."""
+    pictures = [name for name in PICTURES if (folder / name).is_file()]
+    path = folder / HTML_NAME
+    path.write_text(html_report((folder / "report.md").read_text(), pictures), encoding="utf-8")
+    return path

@@ -62,7 +62,7 @@ def variant_overrides(cfg: dict, name: str) -> list[str]:
 
 def train_styles_per_group(cfg: dict) -> dict[str, int]:
     """Styles per group in the train split stage 1 will write (its plan, from the manifests)."""
-    from pipeline.stylize import plan_inputs
+    from pipeline.runner import plan_inputs
     from shards.schema import TRAIN_SPLIT
     plan, _ = plan_inputs(cfg)
     return Counter(sample.group for shard in plan.shards if shard.split == TRAIN_SPLIT

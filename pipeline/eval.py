@@ -17,10 +17,11 @@ Every ``test-<method>`` split and ``crops`` is embedded by every model; the fuse
 ``eval.tagging.enabled``, a tagging head per model is trained on the ``train`` split's style
 tags and tested on the test styles (zero-shot tags held out of training).
 Writes to ``--out``: the report (``report.md``, ``report.json``: every metric per model and
-split, with its chance level), the embeddings (``embeddings/<model>/<split>.npz``), the tagging
-scores (``tagging/<model>.npz``) and heads (``heads/<model>.pt``), the pictures and the
-resolved config. ``--shards``, ``--checkpoint`` and ``--out`` may be URLs (``common.storage``):
-the outputs are then written to a local temporary folder and uploaded when the run succeeds.
+split, with its chance level; ``report.html``: the report with its pictures, one page that opens
+from disk), the embeddings (``embeddings/<model>/<split>.npz``), the tagging scores
+(``tagging/<model>.npz``) and heads (``heads/<model>.pt``), the pictures and the resolved config.
+``--shards``, ``--checkpoint`` and ``--out`` may be URLs (``common.storage``): the outputs are
+then written to a local temporary folder and uploaded when the run succeeds.
 
 Labelled retrieval (docs/labelled.md): with ``eval.labelled.table`` (a CSV or parquet of image
 paths and label columns: artist, genre...), or on the synthetic world's held-out style groups
@@ -57,9 +58,10 @@ from evaluation.labelled_eval import (FOLDER as LABELLED_FOLDER, LabelledTask,  
                                       stored_codes)
 from evaluation.metrics import default_device, nearest_neighbours  # noqa: E402
 from evaluation.models import build_models, checkpoint_name  # noqa: E402
-from evaluation.report import (Results, markdown_report,  # noqa: E402
+from evaluation.report import (HTML_NAME, Results, markdown_report,  # noqa: E402
                                plot_retrieval_grid, plot_style_vs_content, plot_tagging,
-                               tagging_markdown, train_average, with_chance_row, write_json)
+                               tagging_markdown, train_average, with_chance_row, write_html_report,
+                               write_json)
 from evaluation.scoring import CROPS, METRICS, TEST, score_split  # noqa: E402
 from evaluation.tagging_eval import (COLUMNS as TAG_COLUMNS, TaggingResult,  # noqa: E402
                                      TaggingTask, prepare_tagging, run_tagging)
@@ -291,7 +293,8 @@ def evaluate(args: argparse.Namespace) -> Results:
     with storage.LocalMirror(target) as mirror:
         results = evaluate_into(args, cfg, shards, mirror.folder)
         mirror.push()
-    print(f"report: {storage.join(target, 'report.md')}", flush=True)
+    print(f"report: {storage.join(target, 'report.md')} (as a page with its pictures: "
+          f"{storage.join(target, HTML_NAME)})", flush=True)
     return results
 
 
@@ -326,6 +329,7 @@ def evaluate_into(args: argparse.Namespace, cfg: dict, shards: str | None, out: 
         print_tagging_summary(tagged)
     if labelled:
         print_labelled_summary(meta["labelled"])
+    write_html_report(out)
     return results
 
 

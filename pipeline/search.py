@@ -27,22 +27,19 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 import faiss  # noqa: E402
-import numpy as np  # noqa: E402
 
 from common import storage  # noqa: E402
-from common.config import RESOLVED_NAME, add_config_args, load_config  # noqa: E402
+from common.config import add_config_args, load_config  # noqa: E402
 from common.images import open_image  # noqa: E402
 from pipeline.embed import add_model_args, model_recipe  # noqa: E402
-from stylecode import Recipe, StyleCodeError, StyleModel, build  # noqa: E402
+from stylecode import StyleCodeError, StyleModel  # noqa: E402
 from stylecode.index import (KINDS, SearchIndex, build_index, load_index,  # noqa: E402
                              measure_recall, save_index, search_parameters)
+from stylecode.query import (best, collection_codes, index_config, index_model,  # noqa: E402
+                             index_recipe, load_head, results, text_scores)
 from stylecode.sheet import SheetRow, contact_sheet  # noqa: E402
-from stylecode.store import ModelInfo, read_folder, read_state  # noqa: E402
-from tagging import TagHead, TaggingError, TextEncoder  # noqa: E402
-
-# Codes projected into the text space at once by a text query (bounds its memory).
-TEXT_CHUNK = 65536
-
+from stylecode.store import read_folder, read_state  # noqa: E402
+from tagging import TextEncoder  # noqa: E402
 
 def build_command(args: argparse.Namespace, cfg: dict) -> dict:
     folder = storage.resolve(args.embeddings)
@@ -74,59 +71,29 @@ def query_model(args: argparse.Namespace, index: SearchIndex, cfg: dict) -> Styl
     """The model named on the command line, else the one the collection was embedded with;
     baselines are built from --config, else from the config saved beside the embeddings (the
     one they were embedded with). Checked against the index."""
-    if args.models:
-        recipe = model_recipe(args.models, cfg)
-    elif "models" in index.meta["model"]:   # the recipe pipeline/embed.py recorded
-        recipe = Recipe.from_dict(index.meta["model"])
-    else:
-        raise StyleCodeError(f"index {index.folder} does not record its model (embeddings made "
-                             "without pipeline/embed.py): name it with --checkpoint or --baseline")
-    saved = storage.join(index.meta["embeddings"], RESOLVED_NAME)
-    if args.config is None and storage.is_file(saved):
-        cfg = load_config(saved, args.overrides)
-    model = build(recipe, cfg)
-    index.check_model(ModelInfo(model.name, model.hash, model.dim), "the query model")
-    return model
-
-
-def _results(index: SearchIndex, scores: np.ndarray, positions: np.ndarray) -> list[tuple[str, float, str]]:
-    return [(index.paths[p], float(s), index.ids[p]) for s, p in zip(scores, positions) if p >= 0]
+    recipe = model_recipe(args.models, cfg) if args.models else index_recipe(index)
+    return index_model(index, index_config(index, cfg if args.config else None, args.overrides),
+                       recipe)
 
 
 def image_rows(args: argparse.Namespace, index: SearchIndex, k: int, cfg: dict) -> list[SheetRow]:
     queries = [open_image(path) for path in args.image]   # an unreadable query names its file
     model = query_model(args, index, cfg)
     scores, positions = index.search(model.embed(queries), k)
-    return [SheetRow(image, Path(path).name, _results(index, s, p))
+    return [SheetRow(image, Path(path).name, results(index, s, p))
             for image, path, s, p in zip(queries, args.image, scores, positions)]
-
-
-def collection_codes(index: SearchIndex) -> np.ndarray:
-    """The indexed codes, read back from the embedding files (an index may hold only
-    compressed ones), checked to be the very codes the index was built from."""
-    embeddings = read_folder(index.meta["embeddings"])
-    if embeddings.ids != index.ids or not index.info.same_model(embeddings.info):
-        raise StyleCodeError(f"{index.meta['embeddings']} changed since index {index.folder} was "
-                             "built: build the index again")
-    return embeddings.codes
 
 
 def text_rows(args: argparse.Namespace, index: SearchIndex, k: int) -> list[SheetRow]:
     if not args.head:
         raise StyleCodeError("--text needs --head: a tagging head trained on the index's model")
-    try:
-        head = TagHead.load(args.head, TextEncoder(args.text_model), code_dim=index.info.dim,
-                            image_model_hash=index.info.hash)
-    except TaggingError as exc:
-        raise StyleCodeError(f"{exc} (index {index.folder}: model {index.info.name!r}, hash "
-                             f"{index.info.hash})") from None
+    head = load_head(args.head, index, TextEncoder(args.text_model))
     codes = collection_codes(index)
     rows = []
     for text in args.text:
-        scores = np.concatenate([head.score(codes[start:start + TEXT_CHUNK], [text])[:, 0]
-                                 for start in range(0, len(codes), TEXT_CHUNK)])
-        best = np.argsort(-scores, kind="stable")[:k]
-        rows.append(SheetRow(text, f'"{text}"', _results(index, scores[best], best)))
+        scores = text_scores(head, codes, text)
+        top = best(scores, k)
+        rows.append(SheetRow(text, f'"{text}"', results(index, scores[top], top)))
     return rows
 
 

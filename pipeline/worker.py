@@ -6,7 +6,7 @@ method raising) are recorded in the shard's index with their reason; the shard s
 """
 from __future__ import annotations
 
-import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -16,11 +16,10 @@ from PIL import Image, ImageStat
 from common.images import open_image
 from pipeline.plan import PlannedSample, PlannedItem, ShardPlan
 from shards.codec import encode_jpeg, pil_to_tensor
-from shards.schema import CROP_METHOD, shard_stem
+from shards.schema import CROP_METHOD, ItemMeta
 from shards.writer import ShardWriter
 from stylize import NSTMethod, configured_method, create_method
 
-TEST_CRASH_ENV = "NSTSTYLE_TEST_CRASH"  # see _test_crash
 SQUARE_MODES = ("crop", "pad")        # stylize.square
 
 
@@ -69,9 +68,9 @@ def method_batches(items: tuple[PlannedItem, ...], batch_size: int) -> Iterator[
             yield group[start:start + batch_size]
 
 
-def _record(item: PlannedItem) -> dict:
-    return {"index": item.index, "content_id": item.content_id, "category": item.category,
-            "method": item.method, "params": item.params, "seed": item.seed}
+def _record(item: PlannedItem) -> ItemMeta:
+    return ItemMeta(index=item.index, content_id=item.content_id, category=item.category,
+                    method=item.method, params=item.params, seed=item.seed)
 
 
 class ShardWorker:
@@ -94,7 +93,7 @@ class ShardWorker:
         return square(image, size, self.scfg["square"])
 
     def _stylize_batch(self, batch: list[PlannedItem], style: torch.Tensor, prepared: dict[str, object]
-                       ) -> list[tuple[dict, bytes | None, str]]:
+                       ) -> list[tuple[ItemMeta, bytes | None, str]]:
         """Stylize one batch; ``prepared`` caches each method's style state for this style
         (a style network runs once per style, not once per batch)."""
         size, quality = self.scfg["image_size"], self.scfg["jpeg_quality"]
@@ -119,46 +118,44 @@ class ShardWorker:
             return results + [(_record(item), None, f"{item.method} failed: {exc!r}")
                               for item, _ in loaded]
         params = {**batch[0].params, **method.options()}
-        return results + [({**_record(item), "params": params, "seed": batch[0].seed},
+        return results + [(replace(_record(item), params=params, seed=batch[0].seed),
                            encode_jpeg(out, quality), "") for (item, _), out in zip(loaded, outputs)]
 
-    def _crops(self, group: PlannedSample, image: Image.Image) -> list[tuple[dict, bytes | None, str]]:
+    def _crops(self, group: PlannedSample, image: Image.Image) -> list[tuple[ItemMeta, bytes | None, str]]:
         size, quality = self.scfg["crops_size"], self.scfg["jpeg_quality"]
         return [(_record(item), encode_jpeg(crop_cell(image, item.params["row"], item.params["col"],
                                                       item.params["grid"], size), quality), "")
                 for item in group.items]
 
     def _group_outputs(self, group: PlannedSample, image: Image.Image
-                       ) -> list[tuple[dict, bytes | None, str]]:
+                       ) -> list[tuple[ItemMeta, bytes | None, str]]:
         if group.items and group.items[0].method == CROP_METHOD:
             return self._crops(group, image)
         style = pil_to_tensor(self.square(image, self.scfg["image_size"]))
         outputs, prepared = [], {}
         for batch in method_batches(group.items, self.scfg["ray"]["batch_size"]):
             outputs += self._stylize_batch(batch, style, prepared)
-        return sorted(outputs, key=lambda out: out[0]["index"])
+        return sorted(outputs, key=lambda out: out[0].index)
 
-    def _write_group(self, writer: ShardWriter, group: PlannedSample, split: str) -> None:
-        meta = {"style_id": group.style_id, "group": group.group, "tags": list(group.tags),
-                "split": split}
+    def _write_group(self, writer: ShardWriter, group: PlannedSample) -> None:
+        style = {"style_id": group.style_id, "group": group.group, "tags": group.tags}
         try:
             image = open_image(group.style_path)
         except Exception as exc:  # without its style image the whole group fails
             reason = f"style {group.style_path}: {exc}"
-            writer.write_sample(meta, None, [(_record(i), None, reason) for i in group.items])
+            writer.write_sample(**style, style_jpeg=None,
+                                outputs=[(_record(i), None, reason) for i in group.items])
             return
         reference = self.square(image, self.scfg["style_image_size"])
-        writer.write_sample(meta, encode_jpeg(reference, self.scfg["jpeg_quality"]),
-                            self._group_outputs(group, image))
+        writer.write_sample(**style, style_jpeg=encode_jpeg(reference, self.scfg["jpeg_quality"]),
+                            outputs=self._group_outputs(group, image))
 
     def write_shard(self, shard: ShardPlan, out_dir: str | Path) -> dict:
         """Stylize every group of the shard and publish it; returns the shard's stats."""
         writer = ShardWriter(Path(out_dir) / shard.split, shard.number, shard.split)
         try:
-            for number, group in enumerate(shard.groups):
-                self._write_group(writer, group, shard.split)
-                if number == 0:
-                    _test_crash(shard)
+            for group in shard.groups:
+                self._write_group(writer, group)
             stats = writer.close()
         except BaseException:  # a failed publish included: no temporary file stays behind
             writer.abort()
@@ -166,21 +163,3 @@ class ShardWorker:
         stats["device"] = self.device
         return stats
 
-
-def _test_crash(shard: ShardPlan) -> None:
-    """Test-only fault injection, off unless ``NSTSTYLE_TEST_CRASH`` is set to
-    ``<split>/<shard stem>[@<marker folder>]``: the actor process exits abruptly while that
-    shard's temporary tar holds a part of it (a killed actor), on every attempt, or only on the
-    first when a marker folder is named (the marker file records that it fired)."""
-    spec = os.environ.get(TEST_CRASH_ENV)
-    if not spec:
-        return
-    target, _, marker_dir = spec.partition("@")
-    if target != f"{shard.split}/{shard_stem(shard.number)}":
-        return
-    if marker_dir:
-        marker = Path(marker_dir) / target.replace("/", "--")
-        if marker.exists():
-            return
-        marker.touch()
-    os._exit(1)

@@ -22,7 +22,8 @@ from PIL import Image
 from common import storage
 from shards.codec import decode_image
 from shards.schema import (INFO_NAME, META_MEMBER, ROLE_CROPS, ROLE_HELD_OUT, ROLE_TEST,
-                           ROLE_TRAIN, STYLE_MEMBER, shard_number, shard_paths)
+                           ROLE_TRAIN, STYLE_MEMBER, ItemMeta, MetaError, SampleMeta,
+                           shard_number, shard_paths)
 
 
 @dataclass
@@ -35,7 +36,7 @@ class StyleSample:
     tags: list[str]
     style: Image.Image
     images: list[Image.Image]
-    items: list[dict]          # per image: index, content_id, category, method, params, seed
+    items: tuple[ItemMeta, ...]   # per image: what made it
 
 
 class ShardError(RuntimeError):
@@ -160,18 +161,29 @@ def split_roles(root: str | Path) -> SplitRoles:
                       crops=crops[0] if crops else None, train=train[0] if train else None)
 
 
+def sample_meta(sample: dict) -> SampleMeta:
+    """The typed json of a raw WebDataset sample; a ShardError naming the shard and the sample
+    when it is missing or does not hold what :class:`shards.schema.SampleMeta` describes."""
+    where = f"{sample.get('__url__')}: sample {sample.get('__key__')}"
+    if META_MEMBER not in sample:
+        raise ShardError(f"{where} has no {META_MEMBER} member")
+    try:
+        return SampleMeta.from_json(sample[META_MEMBER])
+    except MetaError as exc:
+        raise ShardError(f"{where}: {exc}") from None
+
+
 def decode_sample(sample: dict) -> StyleSample:
     """Turn a raw WebDataset sample (bytes per member) into a StyleSample."""
-    meta = json.loads(sample[META_MEMBER])
-    items = meta["items"]
+    meta = sample_meta(sample)
     try:
-        images = [decode_image(sample[item["member"]]) for item in items]
+        images = [decode_image(sample[item.member]) for item in meta.items]
     except KeyError as exc:
         raise ShardError(f"sample {sample.get('__key__')} in {sample.get('__url__')} "
                          f"lacks member {exc}") from None
-    return StyleSample(key=sample["__key__"], style_id=meta["style_id"], group=meta.get("group") or "",
-                      tags=list(meta.get("tags") or []), style=decode_image(sample[STYLE_MEMBER]),
-                      images=images, items=items)
+    return StyleSample(key=sample["__key__"], style_id=meta.style_id, group=meta.group,
+                       tags=meta.tags, style=decode_image(sample[STYLE_MEMBER]), images=images,
+                       items=meta.items)
 
 
 def every_shard(urls: Iterable) -> Iterable:
@@ -218,8 +230,8 @@ class StyleReference:
 def iter_references(directory: str | Path) -> Iterator[StyleReference]:
     """Every group's style reference of a split, in shard order (as :func:`iter_samples`)."""
     for sample in raw_samples(complete_shards(directory)):
-        meta = json.loads(sample[META_MEMBER])
-        yield StyleReference(key=sample["__key__"], style_id=meta["style_id"], tags=meta.get("tags"),
+        meta = sample_meta(sample)
+        yield StyleReference(key=sample["__key__"], style_id=meta.style_id, tags=meta.tags,
                              shard=storage.name(sample["__url__"]), encoded=sample[STYLE_MEMBER])
 
 

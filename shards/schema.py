@@ -4,7 +4,7 @@ One WebDataset sample is one style group, keyed ``s<style_id>``::
 
     s<style_id>.style.jpg   the style reference image
     s<style_id>.x<i>.jpg    stylization i of the plan (only those that succeeded)
-    s<style_id>.json        the group's metadata (GroupMeta below)
+    s<style_id>.json        the group's metadata (SampleMeta below)
 
 Per split directory ``<out>/<split>/``: ``shard-NNNNNN.tar`` (samples), ``shard-NNNNNN.parquet``
 (one row per planned stylization, failures included), ``shard-NNNNNN.stats.json`` (written last:
@@ -20,8 +20,11 @@ Splits and their roles, defined here and nowhere else:
 """
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -110,3 +113,79 @@ def split_role(split: str, held_out: str | None) -> str:
     if not split.startswith(TEST_PREFIX):
         raise ValueError(f"'{split}' is not a split name (train, crops or {TEST_PREFIX}<method>)")
     return ROLE_HELD_OUT if held_out and split == test_split(held_out) else ROLE_TEST
+
+
+class MetaError(ValueError):
+    """A sample's json does not hold the metadata this module describes."""
+
+
+@dataclass(frozen=True)
+class ItemMeta:
+    """One stylization of a sample (a crop cell in the crops split), as its json records it;
+    its tar member is :func:`item_member` of its index."""
+
+    index: int
+    content_id: str
+    category: str
+    method: str
+    params: dict[str, Any]     # the method's options and strength (a crop: its cell)
+    seed: int
+
+    @property
+    def member(self) -> str:
+        return item_member(self.index)
+
+    @classmethod
+    def from_record(cls, record: object, position: int) -> "ItemMeta":
+        where = f"items[{position}]"
+        item = cls(**_typed_fields(cls, record, where))
+        if record.get("member") != item.member:   # derived from the index, stored for readers
+            raise MetaError(f"{where}: member {record.get('member')!r} is not {item.member!r}")
+        return item
+
+
+@dataclass(frozen=True)
+class SampleMeta:
+    """A sample's json: its style, the split it was written for and its stylizations in plan
+    order (those that succeeded). ``to_json`` writes it, ``from_json`` reads and checks it."""
+
+    style_id: str
+    group: str
+    tags: list                 # stored as given: tagging checks each tag and names the sample
+    split: str
+    items: tuple[ItemMeta, ...]
+
+    def to_json(self) -> bytes:
+        record = asdict(self)
+        record["items"] = [dict(item, member=item_member(item["index"])) for item in record["items"]]
+        return json.dumps(record, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "SampleMeta":
+        try:
+            record = json.loads(data)
+        except ValueError as exc:   # undecodable bytes included
+            raise MetaError(f"its json is not valid JSON ({exc})") from None
+        values = _typed_fields(cls, record, "json")
+        if not isinstance(values["items"], list):
+            raise MetaError(f"json: 'items' is {type(values['items']).__name__}, not a list")
+        values["items"] = tuple(ItemMeta.from_record(item, i) for i, item in enumerate(values["items"]))
+        return cls(**values)
+
+
+# JSON types of the fields (items and params are checked apart: their contents have a shape).
+_JSON_TYPES = {"str": str, "int": int, "list": list, "dict[str, Any]": dict}
+
+
+def _typed_fields(cls: type, record: object, where: str) -> dict[str, Any]:
+    """The values of ``cls``'s fields in a JSON object, each present and of its declared type."""
+    if not isinstance(record, dict):
+        raise MetaError(f"{where} is {type(record).__name__}, not an object")
+    missing = [f.name for f in fields(cls) if f.name not in record]
+    if missing:
+        raise MetaError(f"{where} lacks field(s) {missing}")
+    for f in fields(cls):
+        wanted = _JSON_TYPES.get(f.type)
+        if wanted is not None and not isinstance(record[f.name], wanted):
+            raise MetaError(f"{where}: {f.name!r} is {type(record[f.name]).__name__}, not {wanted.__name__}")
+    return {f.name: record[f.name] for f in fields(cls)}

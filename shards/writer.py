@@ -9,12 +9,15 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.files import atomic_output, publish, temporary_path, write_json
 from shards.schema import (INDEX_SCHEMA, INFO_NAME, META_MEMBER, STATUS_FAILED, STATUS_OK,
-                           STYLE_MEMBER, item_member, sample_key, shard_paths, shard_stem, split_role)
+                           STYLE_MEMBER, ItemMeta, SampleMeta, sample_key, shard_paths, shard_stem,
+                           split_role)
 
 
 @dataclass
@@ -41,38 +44,39 @@ class ShardWriter:
         info.mtime = 0  # identical inputs give byte-identical shards
         self._tar.addfile(info, io.BytesIO(data))
 
-    def _row(self, key: str, group_meta: dict, item: dict, status: str, reason: str) -> dict:
+    def _row(self, key: str, style_id: str, group: str, item: ItemMeta, status: str,
+             reason: str) -> dict:
         return {"split": self.split, "shard": shard_stem(self.number), "sample_key": key,
-                "style_id": group_meta["style_id"], "group": group_meta.get("group") or "",
-                "index": item["index"], "member": item_member(item["index"]) if status == STATUS_OK else "",
-                "content_id": item["content_id"], "category": item.get("category") or "",
-                "method": item["method"], "params": json.dumps(item.get("params", {}), sort_keys=True),
-                "seed": int(item["seed"]), "status": status, "reason": reason}
+                "style_id": style_id, "group": group, "index": item.index,
+                "member": item.member if status == STATUS_OK else "", "content_id": item.content_id,
+                "category": item.category, "method": item.method,
+                "params": json.dumps(item.params, sort_keys=True), "seed": item.seed,
+                "status": status, "reason": reason}
 
-    def write_sample(self, group_meta: dict, style_jpeg: bytes | None,
-                    outputs: list[tuple[dict, bytes | None, str]]) -> None:
+    def write_sample(self, style_id: str, group: str, tags: Sequence[str], style_jpeg: bytes | None,
+                     outputs: list[tuple[ItemMeta, bytes | None, str]]) -> None:
         """Add one style group.
 
-        ``group_meta``: style_id, group, tags. ``outputs``: (planned item, JPEG bytes or None,
-        failure reason) per planned stylization; an item is a dict with index, content_id,
-        category, method, params and seed. With ``style_jpeg`` None the whole group failed and
-        only its index rows are written.
+        ``outputs``: (planned item, JPEG bytes or None, failure reason) per planned
+        stylization. With ``style_jpeg`` None the whole group failed and only its index rows
+        are written.
         """
-        key = sample_key(group_meta["style_id"])
+        key = sample_key(style_id)
         written = [(item, data) for item, data, _ in outputs if data is not None]
         for item, data, reason in outputs:
             failed = data is None or style_jpeg is None
-            self.rows.append(self._row(key, group_meta, item, STATUS_FAILED if failed else STATUS_OK,
+            self.rows.append(self._row(key, style_id, group, item,
+                                       STATUS_FAILED if failed else STATUS_OK,
                                        (reason or "style image failed") if failed else ""))
         if style_jpeg is None or not written:
             return
-        meta = dict(group_meta, items=[dict(item, member=item_member(item["index"]))
-                                       for item, _ in written])
+        meta = SampleMeta(style_id=style_id, group=group, tags=list(tags), split=self.split,
+                          items=tuple(item for item, _ in written))
         # A sample's files must be adjacent in the tar: the group is written in one go.
         self._add(f"{key}.{STYLE_MEMBER}", style_jpeg)
         for item, data in written:
-            self._add(f"{key}.{item_member(item['index'])}", data)
-        self._add(f"{key}.{META_MEMBER}", json.dumps(meta, sort_keys=True).encode())
+            self._add(f"{key}.{item.member}", data)
+        self._add(f"{key}.{META_MEMBER}", meta.to_json())
         self.samples += 1
 
     def close(self) -> dict:

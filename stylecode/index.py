@@ -151,6 +151,7 @@ def save_index(folder: str | Path, index: faiss.Index, embeddings: Embeddings, m
 
 def load_index(folder: str | Path) -> SearchIndex:
     """Read an index folder; a missing or damaged file is an error naming it."""
+    folder = storage.path_or_url(folder)
     meta_path = storage.join(folder, META_FILE)
     if not storage.is_file(meta_path):
         raise StyleCodeError(f"{folder} is not a search index (no {META_FILE}): build one with "

@@ -62,12 +62,11 @@ class Embeddings:
 
 def file_path(folder: str | Path, number: int) -> str | Path:
     """A Path in a local folder, else a URL."""
-    location = storage.join(folder, f"embeddings-{number:05d}.parquet")
-    return location if storage.is_url(location) else Path(location)
+    return storage.path_or_url(storage.join(folder, f"embeddings-{number:05d}.parquet"))
 
 
-def list_files(folder: str | Path) -> list[str]:
-    return storage.glob(storage.join(folder, FILE_GLOB))
+def list_files(folder: str | Path) -> list[str | Path]:
+    return [storage.path_or_url(path) for path in storage.glob(storage.join(folder, FILE_GLOB))]
 
 
 def write_file(path: str | Path, ids: Sequence[str], paths: Sequence[str], codes: np.ndarray,

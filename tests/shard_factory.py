@@ -12,6 +12,7 @@ import numpy as np
 
 from common.config import RESOLVED_NAME, load_config, save_config
 from shards.codec import encode_jpeg
+from shards.schema import ItemMeta
 from shards.writer import ShardWriter, write_split_info
 
 
@@ -52,13 +53,12 @@ def make_split(root: Path, split: str, n_styles: int, per_style: int, size: int 
         outputs = []
         for index in range(per_style):
             content = int(rng.integers(n_contents))
-            item = {"index": index, "content_id": f"c{content}", "category": f"cat{content % 3}",
-                    "method": methods[index % len(methods)], "params": {"strength": 1.0},
-                    "seed": int(rng.integers(1 << 31))}
+            item = ItemMeta(index=index, content_id=f"c{content}", category=f"cat{content % 3}",
+                            method=methods[index % len(methods)], params={"strength": 1.0},
+                            seed=int(rng.integers(1 << 31)))
             outputs.append((item, encode_jpeg(_stylized(style, rng, content)), ""))
-        writer.write_sample({"style_id": f"st{seed}-{number}", "group": group,
-                            "tags": tags[number % len(tags)]},
-                           encode_jpeg(style), outputs)
+        writer.write_sample(f"st{seed}-{number}", group, tags[number % len(tags)],
+                            encode_jpeg(style), outputs)
     stats.append(writer.close())
     write_split_info(split_dir, split, stats, {"methods": list(methods), "held_out": held_out})
     return split_dir

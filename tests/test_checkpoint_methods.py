@@ -308,6 +308,7 @@ def test_a_file_that_is_not_a_state_dict_is_refused(tmp_path):
         load_state(path)
 
 
+@pytest.mark.slow
 def test_stage1_runs_end_to_end_with_the_checkpoint_methods(checkpoints, small_manifests, ray_env,
                                                             tmp_path):
     """The published-layout methods through the real Ray stage: trained with AdaIN, SANet and

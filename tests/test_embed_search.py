@@ -43,6 +43,7 @@ def _collection(root: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_embed_rerun_and_search_by_image(ray_env, tmp_path, capsys):
     folder = _collection(tmp_path)
     checkpoint = _write_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", MODEL_OVERRIDES)

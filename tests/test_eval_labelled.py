@@ -1,18 +1,22 @@
 """Labelled retrieval in pipeline/eval.py: a real labelled table of JPEGs, without NST shards,
-with codes stored by pipeline/embed.py's writer, on the real paintings when they are there, and
-the synthetic world's labels."""
+with codes stored by pipeline/embed.py (its writer, and the command end to end), on the real
+paintings when they are there, and the synthetic world's labels."""
 from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REPO_ROOT
 from pipeline.eval import main as eval_main
 from stylecode.store import ModelInfo, file_path, write_file
+from test_eval_run import MODEL_OVERRIDES, _write_checkpoint
 
 REAL_ART = Path(__file__).resolve().parents[2] / "shared" / "real-art"
 BASE = ["eval.image_size=32", "eval.fused=[]", "eval.tagging.enabled=false",
@@ -74,6 +78,30 @@ def test_stored_embeddings_are_scored_without_re_embedding(tmp_path):
                       f"eval.labelled.table={table}", *BASE]) == 0
     loo = json.loads((out / "report.json").read_text())["meta"]["labelled"]["loo"]["colour"]
     assert loo["mine"]["map"] == pytest.approx(100.0) and loo["mine"]["p@1"] == pytest.approx(100.0)
+
+
+@pytest.mark.slow
+def test_a_report_is_recomputed_from_stored_codes_without_the_model(ray_env, tmp_path):
+    """The evaluation of a checkpoint on a table, then pipeline/embed.py's codes of the table's
+    images by that checkpoint scored with --embeddings, the checkpoint deleted first (so
+    nothing is loaded or embedded again): the same labelled figures, to the last digit."""
+    table = _table(tmp_path)
+    checkpoint = _write_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", MODEL_OVERRIDES)
+    labelled = ["--baselines", "none", f"eval.labelled.table={table}", *BASE]
+    assert eval_main(["--out", str(tmp_path / "embedded"), "--checkpoint", f"nst={checkpoint}",
+                      *labelled]) == 0
+    codes = tmp_path / "codes"
+    embed = subprocess.run([sys.executable, str(REPO_ROOT / "pipeline" / "embed.py"), "--input",
+                            str(tmp_path / "images"), "--checkpoint", f"nst={checkpoint}", "--out",
+                            str(codes), "embed.ray.num_actors=1", "embed.ray.object_store_mb=100"],
+                           env=ray_env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert embed.returncode == 0, embed.stderr[-3000:]
+    checkpoint.unlink()
+    assert eval_main(["--out", str(tmp_path / "stored"), "--embeddings", f"nst={codes}", *labelled]) == 0
+    embedded, stored = (json.loads((tmp_path / out / "report.json").read_text())["meta"]["labelled"]
+                        for out in ("embedded", "stored"))
+    assert embedded["loo"]["colour"]["nst"]["map"] > embedded["loo"]["colour"]["chance"]["map"]
+    assert stored == embedded
 
 
 def test_bad_tables_are_named_before_any_work(tmp_path, capsys):

@@ -3,6 +3,7 @@ checkpoint file, run as a user runs it (a subprocess, from another working direc
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -16,11 +17,11 @@ from PIL import Image
 from common.config import load_config
 from conftest import REPO_ROOT, write_images_manifest
 from evaluation.baselines import build_baselines
-from evaluation.embed import (Embedder, EvalError, RecurringImages, check_split,
+from evaluation.embed import (Embedder, EvalError, RecurringImages, SplitEmbeddings, check_split,
                               content_manifest_path, embed_split)
 from evaluation.models import build_models, checkpoint_name
-from evaluation.report import markdown_report
-from evaluation.scoring import CROPS, TEST, metrics_for
+from evaluation.report import markdown_report, write_json
+from evaluation.scoring import CROPS, TEST, metrics_for, score_split
 from pipeline.eval import main as eval_main
 from shard_factory import make_split
 from shards.reader import SplitRoles
@@ -113,10 +114,35 @@ def test_eval_writes_report_embeddings_and_pictures(eval_inputs, tmp_path):
     assert np.allclose(np.linalg.norm(saved["images"], axis=1), 1.0, atol=1e-4)
     assert set(saved["content_gallery_ids"]) == set(saved["content_ids"])
     assert (out / "embeddings" / "vgg_gram" / "crops.npz").exists()
+    # The report is what its saved embeddings score, to the last digit.
+    recomputed = _report_from_saved(out)
+    assert recomputed["models"] == report["models"] and recomputed["chance"] == report["chance"]
     assert (out / "config.yaml").exists()
     for picture in ("style_vs_content.png", "retrieval_grid.png"):
         with Image.open(out / picture) as img:
             assert img.width > 300 and img.height > 200
+    # the same report as a page, its pictures linked relatively (it opens from disk)
+    page = (out / "report.html").read_text()
+    assert "<table>" in page and "test-m2 (held out)" in page and "<td>vgg_gram</td>" in page
+    assert re.findall(r'<img src="([^"]+)"', page) == ["style_vs_content.png", "retrieval_grid.png"]
+
+
+def _report_from_saved(out: Path) -> dict:
+    """report.json's models and chance levels, recomputed from ``out/embeddings/<model>/<split>.npz``
+    alone (scored afresh, written by the report's own writer)."""
+    results = {}
+    for path in sorted((out / "embeddings").glob("*/*.npz")):
+        model, saved = path.parent.name, np.load(path)
+        split = SplitEmbeddings(path.stem, saved["style_ids"], saved["content_ids"], saved["indices"],
+                                saved["reference_ids"], {model: saved["images"]},
+                                {model: saved["references"]})
+        if "contents" in saved:
+            split.content_gallery_ids, split.contents = saved["content_gallery_ids"], {model: saved["contents"]}
+        results.setdefault(model, {})[path.stem] = score_split(
+            split, model, CROPS if path.stem == "crops" else TEST,
+            load_config(None, EVAL_OVERRIDES)["eval"]["chunk_size"], torch.device("cpu"))
+    write_json(results, {}, out / "recomputed.json")
+    return json.loads((out / "recomputed.json").read_text())
 
 
 def test_eval_rejects_shards_without_test_splits(eval_inputs, tmp_path):

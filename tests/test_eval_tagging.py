@@ -14,7 +14,6 @@ import pytest
 from PIL import Image
 
 import pipeline.eval as eval_command
-from common.config import REPO_ROOT
 from conftest import write_images_manifest
 from evaluation.embed import EvalError
 from evaluation.fusion import parse_fused
@@ -143,10 +142,12 @@ def test_a_fused_model_that_is_not_evaluated_is_refused_by_name(tagged_shards, t
     assert "eval.fused[0] fuses 'nsst'" in err and "colour_hist" in err
 
 
-def test_a_bad_text_model_path_names_the_key(tagged_shards, tmp_path, capsys):
+def test_a_bad_text_model_path_names_the_key(tagged_shards, tmp_path, capsys, monkeypatch):
+    # A relative path in an override is relative to the working directory, wherever that is.
+    monkeypatch.chdir(tmp_path)
     err = _main(capsys, tagged_shards["shards"], tmp_path / "eval", "eval.tagging.enabled=true",
                 "eval.tagging.text_model=models/no-such-encoder")
-    assert "eval.tagging.text_model" in err and str(REPO_ROOT / "models" / "no-such-encoder") in err
+    assert "eval.tagging.text_model" in err and str(tmp_path / "models" / "no-such-encoder") in err
 
 
 @pytest.mark.parametrize("bad, message", [([], "empty tag list"),

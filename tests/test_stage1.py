@@ -1,11 +1,13 @@
 """Stage 1 end to end: real files, real Ray (local, bounded), real shards."""
 import json
 import os
+import tarfile
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,11 +16,11 @@ import webdataset as wds
 
 from common.config import load_config, save_config
 from common.files import FolderLock
+from faults.sitecustomize import fault_env
 from shards.manifest import read_content_manifest, read_style_manifest
 from pipeline.plan import make_plan
-from pipeline.worker import TEST_CRASH_ENV
-from shards.reader import complete_shards, read_index, read_info
-from shards.schema import sample_key
+from shards.reader import complete_shards, incomplete_shards, read_index, read_info
+from shards.schema import sample_key, shard_paths
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "pipeline" / "stylize.py"
@@ -56,6 +58,7 @@ def _written(out):
     return found
 
 
+@pytest.mark.slow
 def test_run_from_another_directory_with_bad_images_then_rerun_skips(small_manifests, ray_env,
                                                                       tmp_path):
     content, style = small_manifests
@@ -118,6 +121,7 @@ def _slow_run_until(small_manifests, ray_env, tmp_path, shards_done: int
     return proc, out, overrides
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_exactly_the_plan(small_manifests, ray_env, tmp_path):
     proc, out, overrides = _slow_run_until(small_manifests, ray_env, tmp_path, 2)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
@@ -260,6 +264,7 @@ def test_a_second_run_on_a_folder_in_use_is_refused(small_manifests, ray_env, tm
     assert not list(out.glob("*/shard-*"))
 
 
+@pytest.mark.slow
 def test_a_complete_shard_that_lost_its_index_is_redone(small_manifests, ray_env, tmp_path):
     content, style = small_manifests
     overrides = _overrides(content, style)
@@ -280,6 +285,7 @@ def test_a_complete_shard_that_lost_its_index_is_redone(small_manifests, ray_env
     assert read_info(out / "train")["shards"] == sorted(p.name for p in (out / "train").glob("*.tar"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_a_rerun_finishes(small_manifests, ray_env, tmp_path):
     proc, out, overrides = _slow_run_until(small_manifests, ray_env, tmp_path, 1)
     os.killpg(proc.pid, signal.SIGINT)   # as Ctrl-C in a terminal: the whole process group
@@ -328,29 +334,126 @@ def _planned_by_shard(overrides):
                                                 for i in g.items} for s in plan.shards}
 
 
-def test_a_killed_actor_is_replaced_and_its_shard_written_once(small_manifests, ray_env, tmp_path):
-    content, style = small_manifests
-    overrides = _overrides(content, style)
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    # The actor writing train/shard-000000 exits after the shard's first group is in its
-    # temporary tar, on the first attempt only.
-    env = {**ray_env, TEST_CRASH_ENV: f"train/shard-000000@{markers}"}
-    out = tmp_path / "shards"
-    result = _run(out, overrides, env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (markers / "train--shard-000000").exists(), "the actor never died"
-    assert "train/shard-000000 attempt 1 failed (actor died" in result.stderr
-    written = _written(out)
-    assert len(written) == len(set(written))            # nothing twice
-    assert set(written) == _planned(overrides)          # nothing missing
-    keys = [s["__key__"] for s in wds.WebDataset(complete_shards(out / "train"), shardshuffle=False)]
-    planned_styles = {style_id for split, style_id, _ in _planned(overrides) if split == "train"}
-    assert sorted(keys) == sorted(sample_key(k) for k in planned_styles)   # each sample once
-    assert read_info(out / "train")["samples"] == len(planned_styles)
+def _tar_samples(out: Path) -> tuple[Counter, Counter]:
+    """What the tars under their final names hold, read from their members themselves: per
+    (split, sample key) the number of json members, and per (split, style id, index) the
+    number of stylization members."""
+    samples, images = Counter(), Counter()
+    for tar in out.glob("*/shard-*.tar"):
+        with tarfile.open(tar) as archive:
+            for name in archive.getnames():
+                key, _, member = name.partition(".")
+                if member == "json":
+                    samples[tar.parent.name, key] += 1
+                elif member.startswith("x"):
+                    images[tar.parent.name, key[1:], int(member[1:].removesuffix(".jpg"))] += 1
+    return samples, images
+
+
+def _assert_each_planned_sample_once(out: Path, overrides: list[str]) -> None:
+    samples, images = _tar_samples(out)
+    planned = _planned(overrides)
+    assert set(images) == planned and set(images.values()) == {1}     # nothing lost, nothing twice
+    assert set(samples) == {(split, sample_key(style)) for split, style, _ in planned}
+    assert set(samples.values()) == {1}
+    written = _written(out)                                          # and the indexes agree
+    assert len(written) == len(set(written)) and set(written) == planned
     assert not list(out.glob("*/.*.tmp")) and not (out / "_failures.json").exists()
 
 
+def _shards_by_pid(log: Path) -> dict[int, list[str]]:
+    """The shards each actor process wrote (the fault module's NSTSTYLE_FAULT_LOG)."""
+    return {int(f.name): f.read_text().split() for f in log.iterdir()}
+
+
+@pytest.mark.slow
+def test_a_killed_actor_is_replaced_and_the_replacement_writes_the_shards(small_manifests, ray_env,
+                                                                          tmp_path):
+    content, style = small_manifests
+    overrides = _overrides(content, style, **{"stylize.ray.num_actors": 1})
+    once, log = tmp_path / "once", tmp_path / "log"
+    once.mkdir(), log.mkdir()
+    # The one actor exits while train/shard-000000's first group is in its temporary tar, on
+    # the first attempt only.
+    env = fault_env(ray_env, "exit-mid-shard:train/shard-000000", once=once, log=log)
+    out = tmp_path / "shards"
+    result = _run(out, overrides, env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    dead = int((once / "fired").read_text())
+    assert "train/shard-000000 attempt 1 failed (actor died" in result.stderr
+    assert "started a replacement for a dead actor (restart 1 of stylize.ray.max_restarts=3)" \
+        in result.stderr
+    by_pid = _shards_by_pid(log)
+    # Only the replacement, a new process, wrote shards after the death: the dead actor had
+    # written none (its first shard was the one it died on) and every shard is written once.
+    assert dead not in by_pid and len(by_pid) == 1
+    [replacement_shards] = by_pid.values()
+    assert sorted(replacement_shards) == sorted(_planned_by_shard(overrides))
+    _assert_each_planned_sample_once(out, overrides)
+    assert read_info(out / "train")["samples"] == len({k for sp, k in _tar_samples(out)[0] if sp == "train"})
+
+
+def test_used_up_restarts_are_a_clear_error_and_a_rerun_finishes(small_manifests, ray_env, tmp_path):
+    content, style = small_manifests
+    overrides = _overrides(content, style, **{"stylize.ray.num_actors": 1,
+                                              "stylize.ray.max_restarts": 1,
+                                              "stylize.ray.shard_retries": 2})
+    log = tmp_path / "log"
+    log.mkdir()
+    # Every actor that writes train/shard-000000 dies: the first actor (train/shard-000000 is
+    # the first shard), then its one replacement, which first writes every other shard (a
+    # failed shard goes to the back of the queue).
+    env = fault_env(ray_env, "exit-mid-shard:train/shard-000000", log=log)
+    out = tmp_path / "shards"
+    result = _run(out, overrides, env, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "an actor died 2 times; continuing without it" in result.stderr
+    assert ("1 shard(s) failed, the others are complete: train/shard-000000 (no actor left "
+            "(stylize.ray.max_restarts=1 used up))") in result.stderr
+    assert json.loads((out / "_failures.json").read_text())["failed"] == {
+        "train/shard-000000": "no actor left (stylize.ray.max_restarts=1 used up)"}
+    [replacement_shards] = _shards_by_pid(log).values()
+    others = sorted(set(_planned_by_shard(overrides)) - {"train/shard-000000"})
+    assert sorted(replacement_shards) == others
+    assert not shard_paths(out / "train", 0)["tar"].exists() and not list(out.glob("*/_info.json"))
+
+    again = _run(out, overrides, ray_env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{len(others)} already complete, 1 to do" in again.stdout
+    _assert_each_planned_sample_once(out, overrides)
+
+
+@pytest.mark.parametrize("finish", ["retry", "rerun"])
+def test_a_kill_between_a_tars_publication_and_its_stats_file(small_manifests, ray_env, tmp_path,
+                                                             finish):
+    """The shard's tar and index are under their final names, its stats file is not: a retry
+    in the same run, or a rerun of the command, rewrites it, and every sample is there once."""
+    content, style = small_manifests
+    retries = 1 if finish == "retry" else 0
+    overrides = _overrides(content, style, **{"stylize.ray.shard_retries": retries})
+    once = tmp_path / "once"
+    once.mkdir()
+    target = "test-colour/shard-000000"
+    env = fault_env(ray_env, f"exit-before-stats:{target}", once=once)
+    out = tmp_path / "shards"
+    result = _run(out, overrides, env, cwd=tmp_path)
+    assert (once / "fired").exists(), "the actor never died"
+    assert f"{target} attempt 1 failed (actor died" in result.stderr or \
+        f"{target} failed after 1 attempts: actor died" in result.stderr, result.stderr[-3000:]
+    if finish == "rerun":
+        assert result.returncode == 1, result.stderr[-3000:]
+        paths = shard_paths(out / "test-colour", 0)
+        assert paths["tar"].is_file() and paths["index"].is_file() and not paths["stats"].exists()
+        assert incomplete_shards(out / "test-colour") == [str(paths["tar"])]
+        again = _run(out, overrides, ray_env, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert f"{len(_planned_by_shard(overrides)) - 1} already complete, 1 to do" in again.stdout
+    else:
+        assert result.returncode == 0, result.stderr[-3000:]
+    _assert_each_planned_sample_once(out, overrides)
+
+
+@pytest.mark.slow
 def test_a_shard_that_keeps_failing_is_named_and_a_rerun_completes_it(small_manifests, ray_env,
                                                                      tmp_path):
     content, style = small_manifests
@@ -359,7 +462,7 @@ def test_a_shard_that_keeps_failing_is_named_and_a_rerun_completes_it(small_mani
     (out / "test-colour" / "shard-000000.tar").mkdir(parents=True)   # every publish raises
     # Every attempt of the last planned shard kills its actor (the last: the run need not wait
     # for a fresh actor to start).
-    env = {**ray_env, TEST_CRASH_ENV: "crops/shard-000001"}
+    env = fault_env(ray_env, "exit-mid-shard:crops/shard-000001")
     result = _run(out, overrides, env, cwd=tmp_path)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "2 shard(s) failed" in result.stderr

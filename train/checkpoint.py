@@ -28,8 +28,7 @@ class CheckpointReadError(ValueError):
 
 
 def _in_run(run_dir: str | Path, name: str) -> str | Path:
-    location = storage.join(run_dir, CHECKPOINT_DIR, name)
-    return location if storage.is_url(location) else Path(location)
+    return storage.path_or_url(storage.join(run_dir, CHECKPOINT_DIR, name))
 
 
 def last_checkpoint_path(run_dir: str | Path) -> str | Path:

@@ -31,7 +31,6 @@ and are not drawn.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import random
 import zlib
@@ -46,8 +45,9 @@ from torchvision.transforms.v2 import functional as TF
 
 from common import storage
 from shards.codec import decode_image, pil_to_tensor
-from shards.reader import ShardError, check_shard, complete_shards, incomplete_shards, raw_samples
-from shards.schema import META_MEMBER, STYLE_MEMBER, TRAIN_SPLIT
+from shards.reader import (ShardError, check_shard, complete_shards, incomplete_shards, raw_samples,
+                           sample_meta)
+from shards.schema import STYLE_MEMBER, TRAIN_SPLIT, SampleMeta
 
 MODES = ("nst", "no_nst")
 BAD_SHARDS = ("error", "skip")   # train.bad_shards: what a cut or corrupt complete shard does
@@ -154,17 +154,16 @@ def _pick(available: int, wanted: int, rng: np.random.Generator) -> list[int]:
     return rng.choice(available, size=wanted, replace=available < wanted).tolist()
 
 
-def sample_group(meta: dict) -> str:
+def sample_group(meta: SampleMeta) -> str:
     """A sample's manifest group; a style without one is a group of its own."""
-    return meta.get("group") or f"style:{meta['style_id']}"
+    return meta.group or f"style:{meta.style_id}"
 
 
 def draw_from_sample(sample: dict, k: int, rng: np.random.Generator) -> Draw:
     """K stylizations of a raw sample plus its style image, labelled by style id and group."""
-    meta = json.loads(sample[META_MEMBER])
-    items = meta["items"]
-    chosen = [sample[items[i]["member"]] for i in _pick(len(items), k, rng)]
-    return chosen + [sample[STYLE_MEMBER]], meta["style_id"], sample_group(meta)
+    meta = sample_meta(sample)
+    chosen = [sample[meta.items[i].member] for i in _pick(len(meta.items), k, rng)]
+    return chosen + [sample[STYLE_MEMBER]], meta.style_id, sample_group(meta)
 
 
 def load_image(data: bytes, size: int) -> torch.Tensor:
@@ -211,7 +210,7 @@ def read_style_groups(urls: list[str]) -> dict[str, list[bytes]]:
     """no_nst mode: every style image of the split (JPEG bytes), by raw style group."""
     groups: dict[str, list[bytes]] = {}
     for sample in raw_samples(urls):
-        group = json.loads(sample[META_MEMBER]).get("group") or ""
+        group = sample_meta(sample).group
         if not group:
             raise ShardError(f"sample {sample['__key__']} in {sample['__url__']} has no group: "
                              "train.mode=no_nst needs the style manifest's group column")
@@ -306,8 +305,8 @@ class StyleBatches(IterableDataset):
             rng = self._rng(batch, 0)
             while len(pool) < max(self.cfg["shuffle_buffer"], n):
                 sample = next(stream)
-                meta = json.loads(sample[META_MEMBER])
-                pool.append(((sample_group(meta), meta["style_id"]), sample))
+                meta = sample_meta(sample)
+                pool.append(((sample_group(meta), meta.style_id), sample))
             chosen = pair_groups([key for key, _ in pool], n, rng)
             samples = [pool[position][1] for position in chosen]
             taken = set(chosen)

@@ -25,9 +25,6 @@ object store cannot append to a file, so rank 0 then keeps ``metrics.jsonl`` and
 TensorBoard files in a local temporary folder and uploads them with every checkpoint and at
 the end (``--resume`` fetches them first). A run folder on object storage is not locked: do
 not start two trainings into one.
-
-Testing aid: the environment variable ``NSTSTYLE_INJECT_NAN_AT_STEP=s`` turns the loss of
-step ``s`` (1-based) into NaN, to exercise the non-finite-loss stop.
 """
 import sys
 from pathlib import Path
@@ -59,7 +56,6 @@ from train.data import batch_stream, train_shards
 from train.loss import multi_positive_infonce, two_view_loss
 from train.model import ModelConfigError, build_encoder
 
-INJECT_NAN_ENV = "NSTSTYLE_INJECT_NAN_AT_STEP"
 PR_SET_PDEATHSIG = 1
 EXIT_NON_FINITE = 3
 
@@ -134,11 +130,6 @@ def build_optimizer(model: torch.nn.Module, train_cfg: dict) -> torch.optim.Adam
     no_decay = [p for p in params if p.ndim < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg["weight_decay"]},
                               {"params": no_decay, "weight_decay": 0.0}], lr=train_cfg["lr"])
-
-
-def nan_injection_step() -> int | None:
-    value = os.environ.get(INJECT_NAN_ENV)
-    return int(value) if value else None
 
 
 def all_finite(loss: torch.Tensor, env: Distributed) -> bool:
@@ -316,7 +307,7 @@ def train_steps(model, optimizer, scheduler, stream, cfg: dict, out: str, logs: 
     Rank 0's logs go to ``logs`` (the run folder, or its local mirror: pushed with each
     checkpoint)."""
     train_cfg = cfg["train"]
-    total, inject_at = train_cfg["steps"], nan_injection_step()
+    total = train_cfg["steps"]
     checkpoint = last_checkpoint_path(out)
     figures = {"first_loss": None, "final_loss": None, "images": 0, "data_seconds": 0.0}
     interval_losses: dict[str, float] = {}   # loss name -> sum over the interval's steps
@@ -330,8 +321,6 @@ def train_steps(model, optimizer, scheduler, stream, cfg: dict, out: str, logs: 
             figures["data_seconds"] += time.perf_counter() - fetch_start if loop_start else 0.0
             terms = loss_terms(model, batch, train_cfg, env)
             loss = weighted_loss(terms, train_cfg)
-            if step == inject_at:
-                loss = loss + float("nan")
             if not all_finite(loss, env):
                 raise NonFiniteLossError(
                     f"non-finite loss ({loss.item()}) at step {step}: stopping without writing a "
