@@ -1,7 +1,8 @@
 """Object storage (common/storage.py): the layer on memory://, then training, evaluation, embed
 and search against a real S3 API (moto's server on loopback, s3fs as the client, credentials
 from the environment) on shards made by stage 1 on the smoke config, each compared with the
-same run on local paths; and the errors of bad locations, each one line naming the URL."""
+same run on local paths; and the errors of bad locations, each one line naming the URL. The
+runs that need stage 1's shards are marked slow."""
 from __future__ import annotations
 
 import itertools
@@ -172,6 +173,7 @@ def test_bad_locations_are_one_error_naming_the_url(s3, monkeypatch):
         storage.check_readable("s3://any/shards")
 
 
+@pytest.mark.slow   # stage 1 through Ray (the shards), then the commands
 def test_entry_points_refuse_bad_urls_before_any_work(s3, smoke, capsys, monkeypatch):
     assert train_main(["--shards", "s3://no-such-bucket/shards", "--out", f"{s3}/run-x"]) == 2
     err = capsys.readouterr().err
@@ -226,6 +228,7 @@ def _stopping_after(batches: int):
                                                    killed())
 
 
+@pytest.mark.slow   # stage 1 through Ray (the shards), then the commands
 def test_training_from_s3_to_s3_resumes_and_equals_the_local_run(s3, smoke, local_run, monkeypatch):
     shards, run = _upload_shards(smoke, s3), f"{s3}/runs/nst"
     # Credentials in the config (moto takes any): used, never written down.
@@ -259,6 +262,7 @@ def _report(text: str) -> dict:
     return {key: report[key] for key in ("models", "chance")}
 
 
+@pytest.mark.slow   # stage 1 through Ray (the shards), then the commands
 def test_evaluation_reads_s3_and_writes_its_report_there_with_the_local_numbers(
         s3, smoke, local_run, tmp_path, capsys):
     shards = _upload_shards(smoke, s3)
@@ -284,6 +288,7 @@ def _script(name: str, args: list[str], env: dict, cwd: Path) -> subprocess.Comp
     return result
 
 
+@pytest.mark.slow   # stage 1 through Ray (the shards), then the commands
 def test_embed_and_search_on_s3_equal_the_local_run(s3, smoke, local_run, ray_env, tmp_path, capsys):
     env = {**ray_env, **{key: os.environ[key] for key in (*S3_ENV, "AWS_ENDPOINT_URL")}}
     styles = smoke["world"] / "styles"
