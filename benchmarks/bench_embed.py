@@ -32,8 +32,8 @@ import stylecode  # noqa: E402
 from common.config import REPO_ROOT, add_config_args, load_config  # noqa: E402
 from common.files import write_json  # noqa: E402
 from common.images import open_image  # noqa: E402
-from train.checkpoint import save_checkpoint  # noqa: E402
-from train.model import build_encoder  # noqa: E402
+from models.checkpoint import save_checkpoint  # noqa: E402
+from models.encoder import build_encoder  # noqa: E402
 
 
 def write_collection(folder: Path, count: int, size: int, seed: int) -> list[Path]:

@@ -24,15 +24,15 @@ import torch  # noqa: E402
 
 from common.config import DEFAULT_CONFIG, REPO_ROOT, add_config_args, load_config  # noqa: E402
 from common.images import open_image  # noqa: E402
+from models.checkpoint import save_checkpoint  # noqa: E402
+from models.encoder import build_encoder  # noqa: E402
 from pipeline.plan import strength_choices  # noqa: E402
 from pipeline.runner import build_plan, run_stage1  # noqa: E402
 from pipeline.worker import ShardWorker, method_batches, square  # noqa: E402
 from shards.codec import pil_to_tensor  # noqa: E402
 from shards.schema import CROP_METHOD, CROPS_SPLIT, TRAIN_SPLIT  # noqa: E402
-from train.checkpoint import save_checkpoint  # noqa: E402
 from train.data import batch_iterator, label_id  # noqa: E402
 from train.main import compute_loss, init_distributed, setup_model  # noqa: E402
-from train.model import build_encoder  # noqa: E402
 
 
 def bench_stage1(cfg: dict, out: Path, actors: int) -> dict:

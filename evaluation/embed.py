@@ -2,7 +2,7 @@
 
 Shards are decoded once per split and every batch goes through every model, so memory holds
 the embeddings, not the decoded images (100k images stay cheap). A model sees its images
-resized to its own input size.
+resized to its own input size (``models.embedder``).
 """
 from __future__ import annotations
 
@@ -13,55 +13,18 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
 from common import storage
 from common.images import ImageError, open_image
+from models.embedder import Embedder, model_names
 from shards.manifest import ManifestError, read_content_manifest
-from shards.codec import pil_to_tensor
 from shards.reader import (ShardError, StyleSample, check_shard, complete_shards, iter_samples,
                            read_info, shard_stats)
 
 
 class EvalError(RuntimeError):
     """An evaluation input that cannot be used; the message names the file or split."""
-
-
-@dataclass
-class Embedder:
-    """A network to evaluate: images (B, 3, S, S) in [0, 1] -> (B, D) L2-normalised codes of
-    the model ``names[0]``, or a dict name -> codes when one network computes several models
-    (the VGG baselines share one trunk)."""
-
-    names: list[str]
-    net: nn.Module
-    image_size: int
-    device: torch.device
-
-    def __post_init__(self):
-        # Channels-last convolutions: the VGG trunk runs ~1.3x faster on a CPU (same codes).
-        self.net = self.net.to(self.device, memory_format=torch.channels_last)
-
-    def prepare(self, image: Image.Image) -> torch.Tensor:
-        """The network's input for one image: resized to ``image_size`` (bicubic), (3, S, S)."""
-        size = (self.image_size, self.image_size)
-        return pil_to_tensor(image.resize(size, Image.BICUBIC) if image.size != size else image)
-
-    @torch.no_grad()
-    def codes(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Each model's codes of a prepared batch (B, 3, S, S), on the device."""
-        codes = self.net(batch.to(self.device, memory_format=torch.channels_last))
-        return {self.names[0]: codes} if isinstance(codes, torch.Tensor) else codes
-
-    def embed(self, images: Sequence[Image.Image]) -> dict[str, np.ndarray]:
-        codes = self.codes(torch.stack([self.prepare(img) for img in images]))
-        return {name: codes[name].float().cpu().numpy() for name in self.names}
-
-
-def model_names(models: Sequence[Embedder]) -> list[str]:
-    return [name for model in models for name in model.names]
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Fused models of an evaluation: two evaluated models' codes side by side (``eval.fused``).
 
 A fused model needs no forward pass of its own: its codes are computed from the components'
-codes already held per split (``tagging.fuse``: each code L2-normalised, weighted, concatenated,
+codes already held per split (``models.fuse``: each code L2-normalised, weighted, concatenated,
 re-normalised), so retrieval, crops and tagging score it exactly like any other model.
 """
 from __future__ import annotations
@@ -12,14 +12,16 @@ from typing import Sequence
 import numpy as np
 
 from evaluation.embed import EvalError, SplitEmbeddings
-from tagging import TaggingError, fuse
+from models.fuse import FusionError, check_weights, fuse
 
 KEY = "eval.fused"
 ENTRY_KEYS = {"models", "weights"}
 
 
 @dataclass(frozen=True)
-class FusedModel:
+class FusedSpec:
+    """One entry of ``eval.fused``: two evaluated models' names and weights."""
+
     models: tuple[str, str]
     weights: tuple[float, float] = (1.0, 1.0)
 
@@ -30,11 +32,11 @@ class FusedModel:
     def codes(self, codes: dict[str, np.ndarray]) -> np.ndarray:
         try:
             return fuse(codes[self.models[0]], codes[self.models[1]], *self.weights)
-        except TaggingError as exc:  # e.g. an all-zero code: say which pair met it
+        except FusionError as exc:  # e.g. an all-zero code: say which pair met it
             raise EvalError(f"fused model {self.name}: {exc}") from None
 
 
-def _entry(index: int, entry: object, evaluated: Sequence[str]) -> FusedModel:
+def _entry(index: int, entry: object, evaluated: Sequence[str]) -> FusedSpec:
     where = f"{KEY}[{index}]"
     if not isinstance(entry, dict) or set(entry) - ENTRY_KEYS or "models" not in entry:
         raise EvalError(f"{where}: expected {{models: [A, B], weights: [1, 1]}} (weights "
@@ -50,15 +52,15 @@ def _entry(index: int, entry: object, evaluated: Sequence[str]) -> FusedModel:
     if (not isinstance(weights, list) or len(weights) != 2
             or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)):
         raise EvalError(f"{where}: weights must be two numbers, got {weights!r}")
-    fused = FusedModel((models[0], models[1]), (float(weights[0]), float(weights[1])))
-    try:  # fuse's own weight check, now rather than after the embedding
-        fuse(np.ones((1, 1)), np.ones((1, 1)), *fused.weights)
-    except TaggingError as exc:
+    fused = FusedSpec((models[0], models[1]), (float(weights[0]), float(weights[1])))
+    try:  # now rather than after the embedding
+        check_weights(*fused.weights)
+    except FusionError as exc:
         raise EvalError(f"{where}: {exc}") from None
     return fused
 
 
-def parse_fused(entries: object, evaluated: Sequence[str]) -> list[FusedModel]:
+def parse_fused(entries: object, evaluated: Sequence[str]) -> list[FusedSpec]:
     """The fused models of ``eval.fused`` over the ``evaluated`` model names; any entry that
     cannot be computed is an error naming it, raised before any embedding work."""
     if not isinstance(entries, list):
@@ -71,12 +73,12 @@ def parse_fused(entries: object, evaluated: Sequence[str]) -> list[FusedModel]:
     return fused
 
 
-def add_fused(codes: dict[str, np.ndarray], fused: Sequence[FusedModel]) -> dict[str, np.ndarray]:
+def add_fused(codes: dict[str, np.ndarray], fused: Sequence[FusedSpec]) -> dict[str, np.ndarray]:
     """``codes`` (model name -> codes of the same images) with the fused models' codes added."""
     return {**codes, **{f.name: f.codes(codes) for f in fused}}
 
 
-def fuse_split(split: SplitEmbeddings, fused: Sequence[FusedModel]) -> None:
+def fuse_split(split: SplitEmbeddings, fused: Sequence[FusedSpec]) -> None:
     """Add the fused models to every set of codes a split holds (stylizations, references and
     content sources), so every metric scores them."""
     split.images = add_fused(split.images, fused)

@@ -17,12 +17,13 @@ from typing import Sequence
 import numpy as np
 
 from common.images import ImageError, open_image
-from evaluation.embed import Embedder, EvalError, embed_images
-from evaluation.fusion import FusedModel, add_fused
+from evaluation.embed import EvalError, embed_images
+from evaluation.fusion import FusedSpec, add_fused
 from evaluation.labelled import (LabelTable, LabelTableError, LabelledResult, markdown_section,
                                  nearest, query_database_split, read_label_table, read_split,
                                  score_table, write_split)
 from evaluation.report import plot_retrieval_grid
+from models.embedder import Embedder
 
 FOLDER = "labelled"                 # under the evaluation's --out
 SPLIT_FILE = "split.csv"
@@ -106,7 +107,7 @@ def _opened(paths: Sequence[str]):
             raise EvalError(f"eval.labelled.table: {exc}") from None
 
 
-def embed_table(task: LabelledTask, models: Sequence[Embedder], fused: Sequence[FusedModel],
+def embed_table(task: LabelledTask, models: Sequence[Embedder], fused: Sequence[FusedSpec],
                 batch_size: int) -> dict[str, np.ndarray]:
     """Every model's codes of the table's images, in table order, fused pairs included."""
     if not models:

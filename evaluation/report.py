@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from evaluation.baselines import list_baselines  # noqa: E402
+from models.baselines import list_baselines  # noqa: E402
 from evaluation.scoring import CHANCE_SUFFIX, CROPS, TEST, metrics_for  # noqa: E402
 from evaluation.tagging_eval import COLUMNS as TAG_COLUMNS, TaggingResult  # noqa: E402
 from shards.reader import SplitRoles  # noqa: E402

@@ -21,8 +21,9 @@ import numpy as np
 from PIL import Image
 
 from common import storage
-from evaluation.embed import (Embedder, EvalError, RecurringImages, embed_images, reference_key)
-from evaluation.fusion import FusedModel, add_fused
+from evaluation.embed import EvalError, RecurringImages, embed_images, reference_key
+from evaluation.fusion import FusedSpec, add_fused
+from models.embedder import Embedder
 from shards.reader import SplitRoles, StyleReference, iter_references
 from tagging import (HeadConfig, TagHead, TaggingError, TextEncoder, build_vocabulary, save_scores,
                      tag_metrics, train_head, truth_matrix, unseen_mask, validate_tag_rows)
@@ -133,7 +134,7 @@ def training_rows(styles: TaggedStyles, zero_shot: Sequence[str]) -> tuple[list[
 
 
 def _test_codes(task: TaggingTask, recurring: RecurringImages,
-                fused: Sequence[FusedModel]) -> dict[str, np.ndarray]:
+                fused: Sequence[FusedSpec]) -> dict[str, np.ndarray]:
     """The test styles' codes: the retrieval evaluation embedded them already (recurring)."""
     by_key = {reference_key(ref.style_id): ref for ref in task.test.references}
     codes = recurring.embed(list(by_key), lambda keys: [by_key[key].image() for key in keys])
@@ -168,7 +169,7 @@ def _tag_with(name: str, train: np.ndarray, test: np.ndarray, rows: list[list[st
     return head, tag_metrics(scores, targets.truth, RECALL_KS, unseen)
 
 
-def run_tagging(task: TaggingTask, models: Sequence[Embedder], fused: Sequence[FusedModel],
+def run_tagging(task: TaggingTask, models: Sequence[Embedder], fused: Sequence[FusedSpec],
                 hashes: dict[str, str], recurring: RecurringImages, batch_size: int,
                 picture_models: Sequence[str], out: Path) -> TaggingResult:
     """Train a head per model, score the test styles, save scores (``tagging/<model>.npz``)

@@ -40,7 +40,7 @@ from common import storage  # noqa: E402
 from common.config import add_config_args, load_config, save_config  # noqa: E402
 from common.images import open_image  # noqa: E402
 from common.ray_cluster import cluster_gpus, init_ray  # noqa: E402
-from evaluation.baselines import list_baselines  # noqa: E402
+from models.baselines import list_baselines  # noqa: E402
 from stylecode import Recipe, StyleCodeError, build  # noqa: E402
 from stylecode.collection import Item, digest, file_count, file_rows, find_images  # noqa: E402
 from stylecode.store import (STATE_NAME, ModelInfo, file_path, read_info, read_state,  # noqa: E402

@@ -48,16 +48,14 @@ import numpy as np  # noqa: E402
 from common import storage  # noqa: E402
 from common.config import (ConfigError, add_config_args, config_for_shards, load_config,  # noqa: E402
                            save_config)
-from evaluation.baselines import conditioning_baselines  # noqa: E402
-from evaluation.embed import (Embedder, EvalError, RecurringImages,  # noqa: E402
-                              SplitEmbeddings, check_split, content_manifest_path, embed_split,
-                              load_split_images, model_names)
-from evaluation.fusion import FusedModel, fuse_split, parse_fused  # noqa: E402
+from evaluation.embed import (EvalError, RecurringImages, SplitEmbeddings,  # noqa: E402
+                              check_split, content_manifest_path, embed_split, load_split_images)
+from evaluation.fusion import FusedSpec, fuse_split, parse_fused  # noqa: E402
 from evaluation.labelled_eval import (FOLDER as LABELLED_FOLDER, LabelledTask,  # noqa: E402
                                       TableSource, embed_table, prepare_labelled, run_labelled,
                                       stored_codes)
 from evaluation.metrics import default_device, nearest_neighbours  # noqa: E402
-from evaluation.models import build_models, checkpoint_name  # noqa: E402
+from evaluation.models import build_models  # noqa: E402
 from evaluation.report import (HTML_NAME, Results, markdown_report,  # noqa: E402
                                plot_retrieval_grid, plot_style_vs_content, plot_tagging,
                                tagging_markdown, train_average, with_chance_row, write_html_report,
@@ -65,6 +63,9 @@ from evaluation.report import (HTML_NAME, Results, markdown_report,  # noqa: E40
 from evaluation.scoring import CROPS, METRICS, TEST, score_split  # noqa: E402
 from evaluation.tagging_eval import (COLUMNS as TAG_COLUMNS, TaggingResult,  # noqa: E402
                                      TaggingTask, prepare_tagging, run_tagging)
+from models.baselines import conditioning_baselines  # noqa: E402
+from models.embedder import Embedder, model_names  # noqa: E402
+from models.factory import checkpoint_name  # noqa: E402
 from shards.manifest import read_style_manifest  # noqa: E402
 from shards.reader import ShardError, SplitRoles, read_index, read_info, split_roles  # noqa: E402
 from shards.schema import TRAIN_SPLIT  # noqa: E402
@@ -129,7 +130,7 @@ def retrieval_grid(split: SplitEmbeddings, split_dir: str, model: str, cfg: dict
                         "(green = same style, red = other style)", out / "retrieval_grid.png")
 
 
-def model_hashes(checkpoints: list[str], baselines: list[str], fused: list[FusedModel],
+def model_hashes(checkpoints: list[str], baselines: list[str], fused: list[FusedSpec],
                  cfg: dict) -> dict[str, str]:
     """What each model's codes mean (``stylecode``'s hashes), recorded in its tagging head so a
     search loads the head only with the model it was trained on."""
@@ -140,14 +141,14 @@ def model_hashes(checkpoints: list[str], baselines: list[str], fused: list[Fused
     return {name: recipe.hash(cfg) for name, recipe in recipes.items()}
 
 
-def picture_models(checkpoints: list[str], baselines: list[str], fused: list[FusedModel]) -> list[str]:
+def picture_models(checkpoints: list[str], baselines: list[str], fused: list[FusedSpec]) -> list[str]:
     """tagging.png's models, side by side: the first checkpoint, baseline and fused pair."""
     kinds = [[checkpoint_name(text)[0] for text in checkpoints], baselines, [f.name for f in fused]]
     return [kind[0] for kind in kinds if kind]
 
 
 def tag(task: TaggingTask, args: argparse.Namespace, cfg: dict, models: list[Embedder],
-        fused: list[FusedModel], recurring: RecurringImages, out: Path) -> TaggingResult:
+        fused: list[FusedSpec], recurring: RecurringImages, out: Path) -> TaggingResult:
     """Zero-shot tagging of every model; writes scores, heads and tagging.png."""
     baselines = list(cfg["eval"]["baselines"])
     result = run_tagging(task, models, fused, model_hashes(args.checkpoint, baselines, fused, cfg),
@@ -194,7 +195,7 @@ def run_config(args: argparse.Namespace) -> dict:
 
 
 def evaluate_splits(args: argparse.Namespace, cfg: dict, shards: str, roles: SplitRoles,
-                    models: list[Embedder], fused: list[FusedModel], recurring: RecurringImages,
+                    models: list[Embedder], fused: list[FusedSpec], recurring: RecurringImages,
                     out: Path, meta: dict) -> Results:
     """Every model on every test split and the crops: embeddings saved, metrics scored."""
     names = model_names(models) + [f.name for f in fused]
@@ -226,7 +227,7 @@ def evaluate_splits(args: argparse.Namespace, cfg: dict, shards: str, roles: Spl
 
 
 def evaluate_labelled(task: LabelledTask, args: argparse.Namespace, cfg: dict,
-                      models: list[Embedder], fused: list[FusedModel], out: Path,
+                      models: list[Embedder], fused: list[FusedSpec], out: Path,
                       meta: dict) -> list[str]:
     """Labelled retrieval of every model (and stored embeddings); returns the report lines."""
     started = time.time()

@@ -38,7 +38,7 @@ import faiss  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from common.config import ConfigError, add_config_args, load_config  # noqa: E402
-from evaluation.baselines import list_baselines  # noqa: E402
+from models.baselines import list_baselines  # noqa: E402
 from serve import ServeOptions, load_app  # noqa: E402
 from serve.app import LOOPBACK_NAMES  # noqa: E402
 from serve.atlas import MapSettings  # noqa: E402

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from common import storage
-from evaluation.baselines import list_baselines
-from evaluation.models import checkpoint_name
+from models.baselines import list_baselines
+from models.factory import checkpoint_name
 
 BASELINE_PREFIX = "baseline:"
 HASH_CHARS = 16
-# The eval keys the registered baselines read (evaluation/baselines.py). Listing these, rather
+# The eval keys the registered baselines read (models/baselines.py). Listing these, rather
 # than dropping the keys that only steer an evaluation run, keeps a baseline's hash stable when
 # evaluation settings (tagging, fusion) change; tests/test_stylecode.py sorts every eval key of
 # configs/tiny.yaml into one kind or the other, so a new key must be placed.
@@ -80,7 +80,7 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class Recipe:
-    """One model, or two fused (``tagging.fuse``) with ``weights``."""
+    """One model, or two fused (``models.fuse``) with ``weights``."""
 
     specs: tuple[ModelSpec, ...]
     weights: tuple[float, ...] = ()

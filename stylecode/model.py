@@ -1,10 +1,8 @@
 """A style model as one object: images in, L2-normalised style codes out.
 
 Checkpoints and baselines are built exactly as ``pipeline/eval.py`` builds them
-(``evaluation.models`` / ``evaluation.baselines``) and see their images exactly as there: RGB
-in [0, 1], resized (bicubic) to the model's image size, so codes from here and from an
-evaluation are the same numbers. Tensors (3, H, W) in [0, 1] of another size are resized with
-antialiased bilinear interpolation, as the encoder resizes what it is fed.
+(``models.factory``) and see their images through the same embedder and resize policy
+(``models.embedder``), so codes from here and from an evaluation are the same numbers.
 """
 from __future__ import annotations
 
@@ -16,17 +14,16 @@ from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from common.config import load_config
 from common.images import open_image
-from evaluation.baselines import build_baselines
-from evaluation.embed import Embedder, EvalError
-from evaluation.models import load_checkpoint_model
+from models.checkpoint import FileOverrides
+from models.embedder import Embedder, EmbedderError
+from models.encoder import ModelConfigError
+from models.factory import ModelLoadError, baseline_models, checkpoint_model
+from models.fuse import FusionError, check_weights, fuse
 from stylecode.identity import ModelSpec, Recipe, StyleCodeError
-from tagging import TaggingError, fuse
-from train.model import ModelConfigError
 
 ImageInput = Union[Image.Image, str, Path, torch.Tensor]
 Prepared = Union[Image.Image, torch.Tensor]   # an input after its file, if any, is opened
@@ -86,32 +83,19 @@ class StyleModel(ABC):
         return codes if as_torch else codes.cpu().numpy()
 
 
-def _resized_tensor(image: torch.Tensor, size: int) -> torch.Tensor:
-    if image.ndim != 3 or image.shape[0] != 3:
-        raise StyleCodeError(f"an image tensor must be (3, H, W) RGB in [0, 1], got shape "
-                             f"{tuple(image.shape)}")
-    image = image.float()
-    if image.shape[-2:] == (size, size):
-        return image
-    return F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True,
-                         align_corners=False)[0]
-
-
 class EncoderModel(StyleModel):
-    """A checkpoint's encoder or a baseline: one ``evaluation.embed.Embedder``."""
+    """A checkpoint's encoder or a baseline: one ``models.embedder.Embedder``."""
 
     def __init__(self, recipe: Recipe, cfg: dict, embedder: Embedder):
         super().__init__(recipe, cfg, embedder.device)
         self.embedder = embedder
         self.image_size = embedder.image_size
 
-    def _prepare(self, image: Prepared) -> torch.Tensor:
-        if isinstance(image, torch.Tensor):
-            return _resized_tensor(image, self.image_size)
-        return self.embedder.prepare(image)
-
     def codes(self, images: Sequence[Prepared]) -> torch.Tensor:
-        batch = torch.stack([self._prepare(image) for image in images])
+        try:
+            batch = torch.stack([self.embedder.prepare(image) for image in images])
+        except EmbedderError as exc:
+            raise StyleCodeError(str(exc)) from None
         return self.embedder.codes(batch)[self.embedder.names[0]].float()
 
     @cached_property
@@ -121,14 +105,14 @@ class EncoderModel(StyleModel):
 
 
 class FusedModel(StyleModel):
-    """Two models' codes side by side, weighted (``tagging.fuse``: the published pairing)."""
+    """Two models' codes side by side, weighted (``models.fuse``: the published pairing)."""
 
     def __init__(self, recipe: Recipe, cfg: dict, parts: tuple[StyleModel, StyleModel]):
         super().__init__(recipe, cfg, parts[0].device)
         self.parts = parts
-        try:  # the weights' rule lives in tagging.fuse: check them now, not at the first batch
-            fuse(np.ones((1, 1)), np.ones((1, 1)), *recipe.weights)
-        except TaggingError as exc:
+        try:  # now, not at the first batch
+            check_weights(*recipe.weights)
+        except FusionError as exc:
             raise StyleCodeError(str(exc)) from None
 
     @property
@@ -139,38 +123,41 @@ class FusedModel(StyleModel):
         a, b = (part.codes(images).cpu().numpy() for part in self.parts)
         try:
             fused = fuse(a, b, *self.recipe.weights)
-        except TaggingError as exc:
+        except FusionError as exc:
             raise StyleCodeError(f"{self.name}: {exc}") from None
         return torch.from_numpy(fused).to(self.device)
 
 
-def _embedder(spec: ModelSpec, cfg: dict, device: torch.device) -> Embedder:
+def _embedder(spec: ModelSpec, cfg: dict, device: torch.device,
+              files: FileOverrides | None) -> Embedder:
     try:
         if not spec.is_baseline:
-            return load_checkpoint_model(spec.name, spec.path, device)
-        (names, net), = build_baselines([spec.name], cfg)
-    except (EvalError, ModelConfigError, FileNotFoundError) as exc:
+            return checkpoint_model(spec.name, spec.path, device, files)
+        model, = baseline_models([spec.name], cfg, device)
+    except (ModelLoadError, ModelConfigError, FileNotFoundError) as exc:
         raise StyleCodeError(str(exc)) from None
     except OSError as exc:  # a damaged checkpoint file: torch cannot even open it
         raise StyleCodeError(f"{spec}: cannot read the checkpoint ({exc})") from None
-    return Embedder(names, net, cfg["eval"]["image_size"], device)
+    return model
 
 
-def build(recipe: Recipe, cfg: dict, device: str | torch.device | None = None) -> StyleModel:
+def build(recipe: Recipe, cfg: dict, device: str | torch.device | None = None,
+          files: FileOverrides | None = None) -> StyleModel:
     """The model a recipe describes; baselines are built from ``cfg`` (a checkpoint brings
-    its own config). ``device``: default CUDA when available."""
+    its own spec). ``device``: default CUDA when available. ``files``: a checkpoint's
+    pretrained files by name, where the installed packages do not hold them."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    models = [EncoderModel(Recipe((spec,)), cfg, _embedder(spec, cfg, device))
+    models = [EncoderModel(Recipe((spec,)), cfg, _embedder(spec, cfg, device, files))
               for spec in recipe.specs]
     return models[0] if len(models) == 1 else FusedModel(recipe, cfg, (models[0], models[1]))
 
 
 def load(*models: str | Path | ModelSpec, weights: Sequence[float] | None = None,
-         config: dict | str | Path | None = None,
-         device: str | torch.device | None = None) -> StyleModel:
+         config: dict | str | Path | None = None, device: str | torch.device | None = None,
+         files: FileOverrides | None = None) -> StyleModel:
     """Load a model: a checkpoint path (``[NAME=]PATH``) or ``"baseline:NAME"``; two of them
     make a fused pair (``weights``, default 1, 1). ``config``: a config dict or YAML file for
-    baselines (default: the embedded tiny config)."""
+    baselines (default: the embedded tiny config). ``files``: pretrained files a checkpoint
+    names (``{"arbitrary_predict.onnx": PATH}``) found elsewhere than in the installed package."""
     cfg = config if isinstance(config, dict) else load_config(config)
-    return build(Recipe.parse(models, weights), cfg, device)
-
+    return build(Recipe.parse(models, weights), cfg, device, files)

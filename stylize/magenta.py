@@ -186,6 +186,7 @@ class MagentaArbitrary(NSTMethod):
         self.threads = int(threads) if threads is not None else torch.get_num_threads()
         providers = _providers(self.device)
         self._provenance: dict[str, str] = {}
+        self.files: dict[str, tuple[str, str]] = {}   # option -> (file name, full sha256)
         self._predict = self._load("predict_model", predict_model, providers)
         self._transform = self._load("transform_model", transform_model, providers)
 
@@ -198,6 +199,7 @@ class MagentaArbitrary(NSTMethod):
         # File name and a short hash say which weights made an image, on any machine.
         self._provenance[option] = file.name
         self._provenance[option.replace("_model", "_sha256")] = digest[:16]
+        self.files[option] = (file.name, digest)
         return session
 
     def options(self) -> dict:
@@ -254,10 +256,17 @@ def style_network(methods_cfg: dict, style_size: int | None = None,
     """Magenta's networks with the model files of the config's first ``magenta`` entry in
     ``stylize.methods`` (the package's files when there is none): the style network that
     stylized the data, used as a descriptor. ``style_size`` overrides the entry's."""
-    entry = next((name for name in methods_cfg if configured_method(name, methods_cfg)[0] == "magenta"), None)
-    options = configured_method(entry, methods_cfg)[1] if entry else {}
-    options.pop("work_size", None)   # only the style network runs
+    options = network_options(methods_cfg)
     if style_size is not None:
         options["style_size"] = style_size
     return MagentaArbitrary(**{**options, "device": device})
+
+
+def network_options(methods_cfg: dict) -> dict:
+    """The constructor options of the config's first ``magenta`` entry in ``stylize.methods``
+    (none when there is no entry), less ``work_size``: only the style network runs."""
+    entry = next((name for name in methods_cfg if configured_method(name, methods_cfg)[0] == "magenta"), None)
+    options = configured_method(entry, methods_cfg)[1] if entry else {}
+    options.pop("work_size", None)
+    return options
 

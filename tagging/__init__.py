@@ -2,7 +2,6 @@
 
 A pure library: it takes numpy arrays of codes and lists of tags, never shards or checkpoints.
 """
-from tagging.fuse import fuse
 from tagging.head import HeadConfig, TagHead, train_head
 from tagging.metrics import load_scores, metrics_from_file, save_scores, tag_metrics
 from tagging.tags import (TaggingError, build_vocabulary, truth_matrix, unseen_mask,
@@ -10,5 +9,5 @@ from tagging.tags import (TaggingError, build_vocabulary, truth_matrix, unseen_m
 from tagging.text import TextEncoder, default_model_path
 
 __all__ = ["HeadConfig", "TagHead", "TaggingError", "TextEncoder", "build_vocabulary",
-           "default_model_path", "fuse", "load_scores", "metrics_from_file", "save_scores",
+           "default_model_path", "load_scores", "metrics_from_file", "save_scores",
            "tag_metrics", "train_head", "truth_matrix", "unseen_mask", "validate_tag_rows"]

@@ -16,17 +16,19 @@ from PIL import Image
 
 from common.config import load_config
 from conftest import REPO_ROOT, write_images_manifest
-from evaluation.baselines import build_baselines
-from evaluation.embed import (Embedder, EvalError, RecurringImages, SplitEmbeddings, check_split,
+from evaluation.embed import (EvalError, RecurringImages, SplitEmbeddings, check_split,
                               content_manifest_path, embed_split)
-from evaluation.models import build_models, checkpoint_name
+from evaluation.models import build_models
 from evaluation.report import markdown_report, write_json
 from evaluation.scoring import CROPS, TEST, metrics_for, score_split
+from models.baselines import build_baselines
+from models.embedder import Embedder
+from models.encoder import StyleEncoder
+from models.factory import checkpoint_name
 from pipeline.eval import main as eval_main
 from shard_factory import make_split
 from shards.reader import SplitRoles
 from shards.writer import ShardWriter, write_split_info
-from train.model import StyleEncoder
 
 N_CONTENTS = 12
 SPLITS = ("test-m1", "test-m2")

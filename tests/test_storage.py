@@ -22,11 +22,12 @@ import yaml
 from common import storage
 from common.config import config_for_shards, load_config, public, save_config
 from conftest import REPO_ROOT
+from models.checkpoint import load_checkpoint
 from pipeline.eval import main as eval_main
 from pipeline.search import main as search_main
 from stylecode.index import load_index
 from stylecode.store import read_folder
-from train.checkpoint import last_checkpoint_path, load_checkpoint
+from train.checkpoint import last_checkpoint_path
 from train.main import main as train_main
 from train.main import run_training
 

@@ -15,9 +15,9 @@ from common.config import load_config
 from common.images import open_image
 from conftest import write_images_manifest
 from evaluation.models import build_models
+from models.fuse import fuse
 from shards.codec import pil_to_tensor
 from stylecode.identity import BASELINE_EVAL_KEYS, ModelSpec, Recipe
-from tagging import fuse
 from test_eval_run import MODEL_OVERRIDES, _write_checkpoint
 
 # The eval keys no baseline reads: with BASELINE_EVAL_KEYS they must cover the eval section.

@@ -1,4 +1,4 @@
-"""Zero-shot style tagging: metrics against brute force, fused codes, tag validation, the head.
+"""Zero-shot style tagging: metrics against brute force, tag validation, the head.
 
 The head is trained on a synthetic world where tags are a function of the code, with a fixed
 table of text vectors standing in for the text encoder (tests/test_tagging_text.py covers the
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tagging import (HeadConfig, TagHead, TaggingError, build_vocabulary, fuse, load_scores,
+from tagging import (HeadConfig, TagHead, TaggingError, build_vocabulary, load_scores,
                      metrics_from_file, save_scores, tag_metrics, train_head, truth_matrix,
                      unseen_mask, validate_tag_rows)
 from tagging import metrics as metrics_module
@@ -182,32 +182,6 @@ def test_tag_rows_vocabulary_and_truth():
     with pytest.raises(TaggingError, match="'chalk' is not in the vocabulary"):
         truth_matrix(rows, ["ink", "oil"], source="test set")
     np.testing.assert_array_equal(unseen_mask(vocab, ["ink"]), [True, False, True])
-
-
-# --------------------------------------------------------------------------- fuse
-
-def test_fused_codes_are_the_weighted_unit_concatenation():
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(5, 4)) * 7, rng.normal(size=(5, 3))
-    a_unit = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b_unit = b / np.linalg.norm(b, axis=1, keepdims=True)
-    for wa, wb in [(1.0, 1.0), (2.0, 0.5), (1.0, 0.0)]:
-        fused = fuse(a, b, wa, wb)
-        assert fused.dtype == np.float32 and fused.shape == (5, 7)
-        np.testing.assert_allclose(np.linalg.norm(fused, axis=1), 1.0, rtol=1e-6)
-        expected = np.concatenate([wa * a_unit, wb * b_unit], 1) / np.hypot(wa, wb)
-        np.testing.assert_allclose(fused, expected, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("a, b, weights, message", [
-    (np.ones((2, 3)), np.ones((3, 3)), (1, 1), "one code per image"),
-    (np.ones((2, 3)), np.ones((2, 3)), (-1, 1), "weights"),
-    (np.ones((2, 3)), np.ones((2, 3)), (0, 0), "weights"),
-    (np.zeros((2, 3)), np.ones((2, 3)), (1, 1), "row 0 is all zeros"),
-])
-def test_fuse_rejects_bad_input(a, b, weights, message):
-    with pytest.raises(TaggingError, match=message):
-        fuse(a, b, *weights)
 
 
 # --------------------------------------------------------------------------- head

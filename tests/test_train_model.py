@@ -6,8 +6,9 @@ import timm
 import torch
 
 from common.config import ConfigError, load_config
+from models.checkpoint import load_encoder
+from models.encoder import ModelConfigError, StyleEncoder, build_encoder
 from stylize.parts.vgg import vgg_normalised
-from train.model import ModelConfigError, StyleEncoder, build_encoder, load_encoder
 
 SMALL = ["train.image_size=32", "train.model.vit.patch_size=8", "train.model.vgg.max_layer=relu2_1",
          "train.model.embed_dim=32", "train.model.fusion_hidden=64", "train.model.style_net.residual=false"]

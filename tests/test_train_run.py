@@ -18,13 +18,13 @@ import torch
 from common.config import DEFAULT_CONFIG, load_config
 from common.files import FolderLock, LockedError
 from faults.sitecustomize import fault_env
+from models.checkpoint import load_encoder
 from shard_factory import make_split
 from shards.reader import ShardError, raw_samples
 from train.checkpoint import last_checkpoint_path
 from train.data import (StyleBatches, batch_iterator, batch_stream, label_id, pair_groups,
                         train_shards)
 from train.main import MetricsLog, error_text, main, run_training
-from train.model import load_encoder
 
 REPO = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -171,7 +171,7 @@ def test_group_positives_come_from_the_shard_metadata(tmp_path):
 
 def test_group_term_joins_the_loss(tmp_path):
     from train.main import loss_terms, weighted_loss
-    from train.model import build_encoder
+    from models.encoder import build_encoder
     make_split(tmp_path, "train", n_styles=8, per_style=2, size=32, styles_per_shard=4,
                styles_per_group=2)
     base = ["train.num_workers=0", "train.styles_per_batch=4", "train.ss_weight=0",

@@ -49,12 +49,12 @@ from torch.nn.parallel import DistributedDataParallel
 from common import storage
 from common.config import add_config_args, config_for_shards, public, save_config
 from common.files import FolderLock, LockedError
+from models.checkpoint import SPEC_KEY, load_checkpoint, save_checkpoint
+from models.encoder import ModelConfigError, build_encoder
 from shards.reader import ShardError
-from train.checkpoint import (RESUME_KEYS, last_checkpoint_path, load_checkpoint, save_checkpoint,
-                              start_checkpoint_path)
+from train.checkpoint import RESUME_KEYS, last_checkpoint_path, start_checkpoint_path
 from train.data import batch_stream, train_shards
 from train.loss import multi_positive_infonce, two_view_loss
-from train.model import ModelConfigError, build_encoder
 
 PR_SET_PDEATHSIG = 1
 EXIT_NON_FINITE = 3
@@ -252,9 +252,9 @@ def checkpoint_state(model, optimizer, scheduler, step: int, cfg: dict, env: Dis
     train_cfg = cfg["train"]
     position = {"seed": cfg["seed"], "batches": step, "world_size": env.world_size,
                 "num_workers": train_cfg["num_workers"], "mode": train_cfg["mode"]}
-    return {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "step": step, "data_position": position,
-            "config": public(cfg)}
+    return {"model": unwrap(model).state_dict(), SPEC_KEY: unwrap(model).spec(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "step": step, "data_position": position, "config": public(cfg)}
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

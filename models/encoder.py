@@ -5,6 +5,9 @@ code.
 
 Inputs are RGB in [0, 1]; each branch applies its own normalisation (the ViT its timm
 mean/std, the VGG branch none: the first 1x1 conv of ``vgg_normalised.pth`` does it).
+:meth:`StyleEncoder.spec` is what a checkpoint needs to rebuild the encoder without the run's
+config: the model section, the image size, and the style network's options and files (by name
+and sha256; ``models.checkpoint`` finds them again).
 """
 from __future__ import annotations
 
@@ -15,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylize.magenta import STYLE_DIM, style_network
+from models.embedder import resize_batch
+from stylize.magenta import STYLE_DIM, MagentaArbitrary, network_options
 from stylize.parts.checkpoint import CheckpointError, load_into
 from stylize.parts.vgg import RELU_CHANNELS, RELU_NAMES, VGGFeatures, modules_up_to, vgg_normalised
-from train.checkpoint import load_checkpoint
 
 
 class ModelConfigError(ValueError):
@@ -120,23 +123,36 @@ class StyleNetBranch(nn.Module):
     """Magenta's pretrained style-prediction network, frozen: its 100-d style vector, LayerNormed.
 
     The network runs in onnxruntime (frozen, so no gradient is needed) at ``style_size`` px, on
-    the device of the images it gets (CUDA provider with onnxruntime-gpu); its model files are
-    those of the config's ``magenta`` NST entry. Only the LayerNorm is trained.
+    the device of the images it gets (CUDA provider with onnxruntime-gpu). ``options`` are the
+    network's constructor options (``stylize.magenta.network_options``: model files, threads);
+    files not named there are the installed package's. Only the LayerNorm is trained.
     """
 
     method = "magenta"   # the registered NST method whose conditioning code the branch computes
+    FILE_OPTIONS = ("predict_model", "transform_model")
 
-    def __init__(self, cfg: dict, methods_cfg: dict):
+    def __init__(self, cfg: dict, options: dict):
         super().__init__()
-        self.style_size, self.methods_cfg = cfg["style_size"], methods_cfg
-        self.network = style_network(methods_cfg, self.style_size)   # on CPU: files checked now
+        self.style_size, self.options = cfg["style_size"], options
+        self.network = self._network("cpu")   # files checked now
         self.norm = nn.LayerNorm(STYLE_DIM)
         self.out_dim = STYLE_DIM
+
+    def _network(self, device: str | torch.device) -> MagentaArbitrary:
+        return MagentaArbitrary(**{**self.options, "style_size": self.style_size, "device": device})
+
+    def spec(self) -> dict:
+        """The options that shape the vectors, and each model file by name and sha256 (its
+        path on this machine says nothing on another)."""
+        options = {k: v for k, v in self.options.items() if k not in self.FILE_OPTIONS}
+        files = {option: {"name": name, "sha256": digest}
+                 for option, (name, digest) in self.network.files.items()}
+        return {"options": options, "files": files}
 
     def vectors(self, images: torch.Tensor) -> torch.Tensor:
         """The network's raw style vectors (B, 100), on the images' device."""
         if images.device != self.network.device:   # the module moved: so does the session
-            self.network = style_network(self.methods_cfg, self.style_size, images.device)
+            self.network = self._network(images.device)
         # clone(): the network answers in inference mode; autograd needs an ordinary tensor
         return self.network.style_vectors(images.detach()).clone().to(images.device)
 
@@ -167,14 +183,17 @@ class PretrainedStart(nn.Module):
 class StyleEncoder(nn.Module):
     """Images (B, 3, H, W) in [0, 1] -> (B, embed_dim) L2-normalised style codes.
 
-    Images of another size are resized to ``image_size`` first, so evaluation can feed any
-    resolution. ``load_weights=False`` skips the pretrained files (a checkpoint supplies them).
-    ``methods_cfg`` (``stylize.methods``) names the style network's files (``style_net``).
+    Images of another size are resized to ``image_size`` first (``models.embedder``'s policy),
+    so any resolution can be fed. ``load_weights=False`` skips the ViT and VGG files (a
+    checkpoint supplies their weights). ``style_net_options`` are the style network's
+    constructor options (:class:`StyleNetBranch`), read even from a checkpoint: it holds no
+    copy of the network.
     """
 
     def __init__(self, model_cfg: dict, image_size: int, load_weights: bool = True,
-                 methods_cfg: dict | None = None):
+                 style_net_options: dict | None = None):
         super().__init__()
+        self.model_cfg = model_cfg
         vit_on, vgg_on = model_cfg["vit"]["enabled"], model_cfg["vgg"]["enabled"]
         style_on = model_cfg["style_net"]["enabled"]
         if not (vit_on or vgg_on or style_on):
@@ -184,8 +203,8 @@ class StyleEncoder(nn.Module):
         self.image_size = image_size
         self.vit = ViTBranch(model_cfg["vit"], image_size, load_weights) if vit_on else None
         self.vgg = VGGMomentsBranch(model_cfg["vgg"], load_weights) if vgg_on else None
-        # The style network's files are read even from a checkpoint: it holds no copy of them.
-        self.style_net = StyleNetBranch(model_cfg["style_net"], methods_cfg or {}) if style_on else None
+        self.style_net = StyleNetBranch(model_cfg["style_net"], style_net_options or {}) \
+            if style_on else None
         in_dim = sum(branch.out_dim for branch in self.branches())
         self.fusion = nn.Sequential(nn.Linear(in_dim, model_cfg["fusion_hidden"]), nn.GELU(),
                                     nn.Linear(model_cfg["fusion_hidden"], model_cfg["embed_dim"]))
@@ -197,9 +216,7 @@ class StyleEncoder(nn.Module):
             nn.init.zeros_(self.fusion[-1].bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.shape[-2:] != (self.image_size, self.image_size):
-            images = F.interpolate(images, size=(self.image_size, self.image_size),
-                                   mode="bilinear", antialias=True, align_corners=False)
+        images = resize_batch(images, self.image_size)
         parts = [branch(images).float() for branch in (self.vit, self.vgg) if branch is not None]
         vectors = self.style_net.vectors(images) if self.style_net is not None else None
         if vectors is not None:
@@ -212,23 +229,13 @@ class StyleEncoder(nn.Module):
     def branches(self) -> list[nn.Module]:
         return [branch for branch in (self.vit, self.vgg, self.style_net) if branch is not None]
 
+    def spec(self) -> dict:
+        """What rebuilding this encoder needs besides its weights (see the module notes)."""
+        return {"model": self.model_cfg, "image_size": self.image_size,
+                "style_net": self.style_net.spec() if self.style_net is not None else None}
+
 
 def build_encoder(cfg: dict, load_weights: bool = True) -> StyleEncoder:
     """The encoder a resolved config describes."""
     return StyleEncoder(cfg["train"]["model"], cfg["train"]["image_size"], load_weights,
-                        cfg["stylize"]["methods"])
-
-
-def load_encoder(checkpoint_path: str | Path, map_location: str | torch.device = "cpu"
-                 ) -> tuple[StyleEncoder, dict]:
-    """Rebuild the encoder from a training checkpoint (its saved config), in eval mode.
-
-    Returns the encoder and the resolved config it was trained with. A file that cannot be read
-    as a checkpoint is a ``CheckpointReadError``; one of another architecture fails in
-    ``load_state_dict`` (RuntimeError).
-    """
-    checkpoint = load_checkpoint(checkpoint_path, map_location=map_location)
-    cfg = checkpoint["config"]
-    encoder = build_encoder(cfg, load_weights=False)
-    encoder.load_state_dict(checkpoint["model"])
-    return encoder.to(map_location).eval(), cfg
+                        network_options(cfg["stylize"]["methods"]))

@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.encoder import ViTBranch, layer_moments, moment_norms, normalised_vgg, vgg_layers_up_to
 from stylize.magenta import style_network
 from stylize.parts.vgg import RELU_CHANNELS, RELU_INDEX, VGGFeatures
-from train.model import ViTBranch, layer_moments, moment_norms, normalised_vgg, vgg_layers_up_to
 
 
 @dataclass(frozen=True)
