@@ -44,6 +44,12 @@ class BaselineSpec:
     conditions: str | None               # the NST method whose conditioning code it computes
 
 
+# The eval keys the baselines (and the factory, which sizes their input) read: a baseline's
+# hash (stylecode.identity) covers these and no other eval key, so it stays stable when
+# evaluation settings (tagging, fusion) change; tests/test_models.py checks that every eval key
+# read in the model library is listed here.
+BASELINE_EVAL_KEYS = ("image_size", "moments_max_layer", "gram_layers", "gram_channels",
+                      "colour_bins")
 _BASELINES: dict[str, BaselineSpec] = {}
 _TRUNKS: dict[str, Callable[[dict, list[nn.Module]], nn.Module]] = {}
 

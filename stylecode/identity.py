@@ -8,7 +8,7 @@ each optionally fused with a second one at given weights. Its hash identifies wh
 - a checkpoint: the sha256 of the checkpoint file (it holds the weights and the config that
   builds the encoder);
 - a baseline: the sha256 of its name and of the config parts baselines read (``seed``, which
-  seeds random weights; the ``eval`` keys of ``BASELINE_EVAL_KEYS``; ``train.model.vit`` /
+  seeds random weights; the ``eval`` keys of ``models.baselines.BASELINE_EVAL_KEYS``; ``train.model.vit`` /
   ``.vgg``; ``stylize.methods``), plus the content of every file those parts name, so a weights
   file replaced in place is another model;
 - a fused pair: the sha256 of its parts' hashes and weights.
@@ -26,17 +26,11 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from common import storage
-from models.baselines import list_baselines
+from models.baselines import BASELINE_EVAL_KEYS, list_baselines
 from models.factory import checkpoint_name
 
 BASELINE_PREFIX = "baseline:"
 HASH_CHARS = 16
-# The eval keys the registered baselines read (models/baselines.py). Listing these, rather
-# than dropping the keys that only steer an evaluation run, keeps a baseline's hash stable when
-# evaluation settings (tagging, fusion) change; tests/test_stylecode.py sorts every eval key of
-# configs/tiny.yaml into one kind or the other, so a new key must be placed.
-BASELINE_EVAL_KEYS = ("image_size", "moments_max_layer", "gram_layers", "gram_channels",
-                      "colour_bins")
 
 
 class StyleCodeError(ValueError):

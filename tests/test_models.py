@@ -3,13 +3,17 @@ their encoder without the config or shards that made them."""
 from __future__ import annotations
 
 import importlib.resources
+import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
 
+from common.config import load_config
+from models.baselines import BASELINE_EVAL_KEYS
 from models.checkpoint import SPEC_KEY, load_encoder, save_checkpoint
 from models.embedder import prepare
 from models.encoder import ModelConfigError, build_encoder
@@ -105,3 +109,11 @@ def test_a_checkpoint_without_a_spec_is_rebuilt_from_its_config(tmp_path):
     assert loaded_cfg == cfg
     with torch.no_grad():
         assert torch.equal(loaded(images()), encoder(images()))
+
+
+def test_every_eval_key_the_library_reads_is_in_the_baselines_hash():
+    read = {key for path in Path(__file__).resolve().parents[1].joinpath("models").glob("*.py")
+            for key in re.findall(r'\["eval"\]\["(\w+)"\]', path.read_text())}
+    assert read == set(BASELINE_EVAL_KEYS), (
+        "models.baselines.BASELINE_EVAL_KEYS must list the eval keys a baseline's codes depend on")
+    assert read <= set(load_config()["eval"])
