@@ -8,9 +8,9 @@ each optionally fused with a second one at given weights. Its hash identifies wh
 - a checkpoint: the sha256 of the checkpoint file (it holds the weights and the config that
   builds the encoder);
 - a baseline: the sha256 of its name and of the config parts baselines read (``seed``, which
-  seeds random weights; the ``eval`` keys of ``models.baselines.BASELINE_EVAL_KEYS``; ``train.model.vit`` /
-  ``.vgg``; ``stylize.methods``), plus the content of every file those parts name, so a weights
-  file replaced in place is another model;
+  seeds random weights; the ``eval`` keys of ``models.baselines.BASELINE_EVAL_KEYS``;
+  ``train.model.vit`` / ``.vgg``; ``stylize.methods``), plus the content of every file those
+  parts name, so a weights file replaced in place is another model;
 - a fused pair: the sha256 of its parts' hashes and weights.
 
 Hashes are the first 16 hex digits. Indexes and tagging heads store them; a query with a
