@@ -18,7 +18,7 @@ from models.checkpoint import SPEC_KEY, load_encoder, save_checkpoint
 from models.embedder import prepare
 from models.encoder import ModelConfigError, build_encoder
 from models.fuse import FusionError, fuse
-from test_train_model import images, small_cfg
+from test_encoder import images, small_cfg
 
 STYLE_NET_ONLY = ["train.model.vit.enabled=false", "train.model.vgg.enabled=false",
                   "train.model.style_net.style_size=32"]
