@@ -32,6 +32,7 @@ import stylecode  # noqa: E402
 from common.config import REPO_ROOT, add_config_args, load_config  # noqa: E402
 from common.files import write_json  # noqa: E402
 from common.images import open_image  # noqa: E402
+from common.schema import Config  # noqa: E402
 from models.checkpoint import save_checkpoint  # noqa: E402
 from models.encoder import build_encoder  # noqa: E402
 
@@ -51,17 +52,17 @@ def write_collection(folder: Path, count: int, size: int, seed: int) -> list[Pat
     return paths
 
 
-def random_checkpoint(cfg: dict, path: Path) -> Path:
-    torch.manual_seed(cfg["seed"])
+def random_checkpoint(cfg: Config, path: Path) -> Path:
+    torch.manual_seed(cfg.seed)
     return save_checkpoint(path, {"model": build_encoder(cfg).state_dict(), "config": cfg, "step": 0})
 
 
-def bench_bare(checkpoint: Path, paths: list[Path], cfg: dict) -> dict:
-    rcfg = cfg["embed"]["ray"]
-    torch.set_num_threads(rcfg["num_actors"] * rcfg["num_cpus_per_actor"])
+def bench_bare(checkpoint: Path, paths: list[Path], cfg: Config) -> dict:
+    rcfg = cfg.embed.ray
+    torch.set_num_threads(rcfg.num_actors * rcfg.num_cpus_per_actor)
     model = stylecode.load(checkpoint, device="cpu")
     images = [open_image(path) for path in paths]
-    batch = cfg["embed"]["batch_size"]
+    batch = cfg.embed.batch_size
     model.embed(images[:batch], batch_size=batch)   # warm-up: first-call allocations
     start = time.perf_counter()
     model.embed(images, batch_size=batch)
@@ -93,7 +94,7 @@ def main() -> int:
     args.overrides = ["embed.ray.num_actors=1", *args.overrides]
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out).resolve()
-    paths = write_collection(out / "images", args.images, args.size, cfg["seed"])
+    paths = write_collection(out / "images", args.images, args.size, cfg.seed)
     checkpoint = Path(args.checkpoint) if args.checkpoint else random_checkpoint(cfg, out / "model.pt")
     command = bench_command(checkpoint, out / "images", out / "embeddings", args)
     bare = bench_bare(checkpoint, paths, cfg)

@@ -22,8 +22,9 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common.config import DEFAULT_CONFIG, REPO_ROOT, add_config_args, load_config  # noqa: E402
+from common.config import DEFAULT_CONFIG, REPO_ROOT, add_config_args, load_config, public  # noqa: E402
 from common.images import open_image  # noqa: E402
+from common.schema import Config  # noqa: E402
 from models.checkpoint import save_checkpoint  # noqa: E402
 from models.encoder import build_encoder  # noqa: E402
 from pipeline.plan import strength_choices  # noqa: E402
@@ -35,8 +36,9 @@ from train.data import batch_iterator, label_id  # noqa: E402
 from train.main import compute_loss, init_distributed, setup_model  # noqa: E402
 
 
-def bench_stage1(cfg: dict, out: Path, actors: int) -> dict:
-    cfg = {**cfg, "stylize": {**cfg["stylize"], "ray": {**cfg["stylize"]["ray"], "num_actors": actors}}}
+def bench_stage1(cfg: Config, out: Path, actors: int) -> dict:
+    cfg = cfg.model_copy(deep=True)
+    cfg.stylize.ray.num_actors = actors
     target = out / f"stage1-{actors}-actors"
     shutil.rmtree(target, ignore_errors=True)
     start = time.perf_counter()
@@ -53,12 +55,12 @@ def bench_stage1(cfg: dict, out: Path, actors: int) -> dict:
             "per_actor_images_per_s": images / shard_seconds}
 
 
-def bench_bare_methods(cfg: dict) -> dict:
+def bench_bare_methods(cfg: Config) -> dict:
     """The same stylizations as stage 1, batched in this process: no Ray, no files, no JPEG."""
     torch.set_num_threads(1)  # one actor has one CPU
     plan, _ = build_plan(cfg)
     worker = ShardWorker(cfg, device="cpu")
-    size, batch_size = cfg["stylize"]["image_size"], cfg["stylize"]["ray"]["batch_size"]
+    size, batch_size = cfg.stylize.image_size, cfg.stylize.ray.batch_size
     jobs = []
     for shard in plan.shards:
         for group in shard.groups:
@@ -86,7 +88,7 @@ def bench_bare_methods(cfg: dict) -> dict:
     return {"seconds": seconds, "images": images, "images_per_s": images / seconds}
 
 
-def _train_rate(cfg: dict, batches, steps: int) -> float:
+def _train_rate(cfg: Config, batches, steps: int) -> float:
     """Images/s of ``steps`` optimisation steps on batches from ``batches`` (one process)."""
     env = init_distributed()
     model, optimizer, _ = setup_model(cfg, env)
@@ -95,7 +97,7 @@ def _train_rate(cfg: dict, batches, steps: int) -> float:
         if step == 1:  # the first step pays start-up (workers, allocations): not throughput
             start, count = time.perf_counter(), 0
         batch = next(batches)
-        loss = compute_loss(model, batch, cfg["train"], env)
+        loss = compute_loss(model, batch, cfg.train, env)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -103,24 +105,24 @@ def _train_rate(cfg: dict, batches, steps: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def on_the_fly_batches(cfg: dict, worker: ShardWorker):
+def on_the_fly_batches(cfg: Config, worker: ShardWorker):
     """Batches of the same shape as the shard loader's, with the NST done per step."""
-    tcfg, scfg = cfg["train"], cfg["stylize"]
+    tcfg, scfg = cfg.train, cfg.stylize
     plan, _ = build_plan(cfg)
     groups = [g for shard in plan.shards if shard.split == TRAIN_SPLIT for g in shard.groups]
     contents = sorted({(i.content_id, i.content_path) for g in groups for i in g.items})
     rng = np.random.default_rng(0)
-    strengths = strength_choices(scfg["strength"])
-    size, stylize_size = tcfg["image_size"], scfg["image_size"]
+    strengths = strength_choices(scfg.strength)
+    size, stylize_size = tcfg.image_size, scfg.image_size
     while True:
         images, labels = [], []
-        for g in rng.choice(len(groups), tcfg["styles_per_batch"], replace=False):
+        for g in rng.choice(len(groups), tcfg.styles_per_batch, replace=False):
             group = groups[int(g)]
             style = pil_to_tensor(square(open_image(group.style_path), stylize_size))
-            picks = rng.choice(len(contents), tcfg["images_per_style"], replace=False)
+            picks = rng.choice(len(contents), tcfg.images_per_style, replace=False)
             batch = torch.stack([pil_to_tensor(square(open_image(contents[int(i)][1]), stylize_size))
                                  for i in picks])
-            method = scfg["train_methods"][int(rng.integers(len(scfg["train_methods"])))]
+            method = scfg.train_methods[int(rng.integers(len(scfg.train_methods)))]
             strength = strengths[int(rng.integers(len(strengths)))]
             with torch.no_grad():
                 out = worker.method(method)(batch, style, strength=strength, seed=0)
@@ -131,21 +133,21 @@ def on_the_fly_batches(cfg: dict, worker: ShardWorker):
         yield {"images": torch.cat(images), "labels": torch.tensor(labels)}
 
 
-def bench_training(cfg: dict, shards: Path, steps: int) -> dict:
+def bench_training(cfg: Config, shards: Path, steps: int) -> dict:
     torch.set_num_threads(2)
-    loader = batch_iterator(shards, cfg["train"], cfg["seed"], 0, 1)
+    loader = batch_iterator(shards, cfg.train, cfg.seed, 0, 1)
     prebuilt = [next(loader) for _ in range(steps + 1)]
-    return {"shards": _train_rate(cfg, batch_iterator(shards, cfg["train"], cfg["seed"], 0, 1), steps),
+    return {"shards": _train_rate(cfg, batch_iterator(shards, cfg.train, cfg.seed, 0, 1), steps),
             "tensors": _train_rate(cfg, iter(prebuilt), steps),
             "on_the_fly": _train_rate(cfg, on_the_fly_batches(cfg, ShardWorker(cfg, "cpu")), steps)}
 
 
-def evaluate_run(cfg: dict, config: str, shards: Path, out: Path, overrides: list[str]) -> float:
+def evaluate_run(cfg: Config, config: str, shards: Path, out: Path, overrides: list[str]) -> float:
     """Seconds of the evaluation command as a user runs it: one encoder checkpoint (untrained:
     its cost is a trained one's) next to the baselines, named ``nst`` as the config's fused
     pairs expect."""
     checkpoint = save_checkpoint(out / "encoder" / "checkpoints" / "last.pt",
-                                 {"model": build_encoder(cfg).state_dict(), "config": cfg, "step": 0})
+                                 {"model": build_encoder(cfg).state_dict(), "config": public(cfg), "step": 0})
     start = time.perf_counter()
     subprocess.run([sys.executable, str(REPO_ROOT / "pipeline" / "eval.py"), "--config", str(config),
                     "--shards", str(shards), "--checkpoint", f"nst={checkpoint}",

@@ -1,13 +1,17 @@
 """YAML configs with inheritance and ``key.sub=value`` command-line overrides.
 
 A config file may name a parent with ``inherit: other.yaml`` (resolved relative to the file).
-The root of every chain (``configs/tiny.yaml``) defines every key; children and overrides may
-only change keys that exist, so a typo is an error that names the key and suggests the
+The root of every chain (``configs/tiny.yaml``) defines every key (a key with a default in the
+schema, ``common.schema``, may be left out of it); children and overrides may only change keys
+that exist, so a typo is an error that names the key and suggests the
 nearest valid one, instead of a silently ignored setting. Relative paths in a file (the keys of
 ``common.schema.PATH_KEYS`` and NST methods' model-file options) are resolved against that
 file's folder, in an override against the working directory; a loaded config holds absolute
 paths. The merged config is then checked against the typed schema (``common.schema``): a
 wrong type or an out-of-range value is an error naming the key, the value and where it was set.
+``load_config`` returns the validated :class:`common.schema.Config` (attribute access, typed
+sections); files, overrides and the comparison with shards' recorded config work on plain
+dicts, and ``save_config`` writes ``cfg.model_dump()``.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import yaml
 from pydantic import ValidationError
 
 from common import storage
-from common.schema import METHOD_FILE_OPTIONS, PATH_KEYS, Config
+from common.schema import METHOD_FILE_OPTIONS, PATH_KEYS, Config, with_defaults
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"
@@ -172,8 +176,8 @@ def load_file(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
         raise _loop_error(_chain[_chain.index(path):] + (path,))
     data = resolve_paths(_read_yaml(path), path.parent)
     parent = data.pop("inherit", None)
-    if parent is None:
-        return data
+    if parent is None:   # the root (configs/tiny.yaml): keys with a default may be left out
+        return with_defaults(data)
     try:
         base = load_file(path.parent / parent, _chain + (path,))
     except _InheritLoop:
@@ -224,10 +228,16 @@ def _set_by(keys: tuple, path: Path, overrides: list[str]) -> str:
     return str(next((f for f in _file_chain(path) if _lookup(_read_yaml(f), keys) is not _MISSING), path))
 
 
-def validate(cfg: dict, path: str | Path, overrides: Iterable[str] = ()) -> dict:
-    """Check ``cfg`` against the schema; the error names each bad key, its value and its source."""
+def as_dict(cfg: Config | dict) -> dict:
+    """``cfg`` as a plain dict (a copy when it is the typed config)."""
+    return cfg.model_dump() if isinstance(cfg, Config) else cfg
+
+
+def validate(cfg: dict, path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """``cfg`` checked against the schema, as the typed config; the error names each bad key,
+    its value and its source."""
     try:
-        Config.model_validate(cfg)
+        return Config.model_validate(cfg)
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -237,10 +247,9 @@ def validate(cfg: dict, path: str | Path, overrides: Iterable[str] = ()) -> dict
             lines.append(f"{_set_by(keys, Path(path), list(overrides))}: "
                          f"{dotted}{shown}: {error['msg']}")
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
-    return cfg
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict:
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
     """Load a config file (the embedded default when ``path`` is None), apply overrides and
     check the result against the schema."""
     overrides = list(overrides)
@@ -265,7 +274,7 @@ def _differences(a: Any, b: Any, prefix: str) -> Iterable[tuple[str, Any, Any]]:
         yield prefix, a, b
 
 
-def config_for_shards(path: str | Path | None, overrides: Iterable[str], shards: str | Path) -> dict:
+def config_for_shards(path: str | Path | None, overrides: Iterable[str], shards: str | Path) -> Config:
     """The config of a run that reads stage 1's shards (training, evaluation).
 
     Without ``path`` it is the config stage 1 recorded with the shards (``<shards>/config.yaml``),
@@ -299,8 +308,9 @@ def recorded_config(shards: str | Path) -> dict:
     return merge(load_file(DEFAULT_CONFIG), load_file(recorded), str(recorded))
 
 
-def shard_differences(cfg: dict, other: dict) -> list[tuple[str, Any, Any]]:
+def shard_differences(cfg: Config | dict, other: Config | dict) -> list[tuple[str, Any, Any]]:
     """(key, value in cfg, value in other) for each key that defines what stage 1 makes."""
+    cfg, other = as_dict(cfg), as_dict(other)
     return list(_differences({k: cfg.get(k) for k in SHARD_SECTIONS},
                              {k: other.get(k) for k in SHARD_SECTIONS}, ""))
 
@@ -318,16 +328,17 @@ def _without_secrets(options: Any) -> Any:
             if not SECRET_OPTION.search(str(name))}
 
 
-def public(cfg: dict) -> dict:
-    """``cfg`` as it may be written down (saved configs, checkpoints): the storage options
-    without their credentials."""
+def public(cfg: Config | dict) -> dict:
+    """``cfg`` as it may be written down (saved configs, checkpoints), a plain dict: the
+    storage options without their credentials."""
+    cfg = as_dict(cfg)
     options = _lookup(cfg, ("storage", "options"))
     if options is _MISSING:
         return cfg
     return {**cfg, "storage": {**cfg["storage"], "options": _without_secrets(options)}}
 
 
-def save_config(cfg: dict, out_dir: str | Path, name: str = RESOLVED_NAME) -> str | Path:
+def save_config(cfg: Config | dict, out_dir: str | Path, name: str = RESOLVED_NAME) -> str | Path:
     """Write the resolved config (without credentials) next to a run's outputs, atomically;
     returns where (a Path for a local folder)."""
     target = storage.join(out_dir, name)

@@ -11,11 +11,11 @@ from typing import Sequence
 
 import numpy as np
 
+from common.schema import Fused
 from evaluation.embed import EvalError, SplitEmbeddings
-from models.fuse import FusionError, check_weights, fuse
+from models.fuse import FusionError, fuse
 
 KEY = "eval.fused"
-ENTRY_KEYS = {"models", "weights"}
 
 
 @dataclass(frozen=True)
@@ -36,35 +36,21 @@ class FusedSpec:
             raise EvalError(f"fused model {self.name}: {exc}") from None
 
 
-def _entry(index: int, entry: object, evaluated: Sequence[str]) -> FusedSpec:
-    where = f"{KEY}[{index}]"
-    if not isinstance(entry, dict) or set(entry) - ENTRY_KEYS or "models" not in entry:
-        raise EvalError(f"{where}: expected {{models: [A, B], weights: [1, 1]}} (weights "
-                        f"optional), got {entry!r}")
-    models, weights = entry["models"], entry.get("weights", [1.0, 1.0])
-    if not isinstance(models, list) or len(models) != 2 or not all(isinstance(m, str) for m in models):
-        raise EvalError(f"{where}: models must name two evaluated models, got {models!r}")
+def _entry(index: int, entry: Fused, evaluated: Sequence[str]) -> FusedSpec:
+    """One ``eval.fused`` entry, its shape and weights checked by the schema
+    (``common.schema.Fused``): here, whether its models are evaluated."""
+    where, models = f"{KEY}[{index}]", entry.models
     missing = [m for m in models if m not in evaluated]
     if missing:
         raise EvalError(f"{where} fuses '{missing[0]}', which this evaluation does not run "
                         f"(models: {', '.join(evaluated)}): add it (--checkpoint "
                         f"{missing[0]}=PATH or eval.baselines) or change {KEY} ({KEY}=[] for none)")
-    if (not isinstance(weights, list) or len(weights) != 2
-            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)):
-        raise EvalError(f"{where}: weights must be two numbers, got {weights!r}")
-    fused = FusedSpec((models[0], models[1]), (float(weights[0]), float(weights[1])))
-    try:  # now rather than after the embedding
-        check_weights(*fused.weights)
-    except FusionError as exc:
-        raise EvalError(f"{where}: {exc}") from None
-    return fused
+    return FusedSpec((models[0], models[1]), (float(entry.weights[0]), float(entry.weights[1])))
 
 
-def parse_fused(entries: object, evaluated: Sequence[str]) -> list[FusedSpec]:
+def parse_fused(entries: Sequence[Fused], evaluated: Sequence[str]) -> list[FusedSpec]:
     """The fused models of ``eval.fused`` over the ``evaluated`` model names; any entry that
     cannot be computed is an error naming it, raised before any embedding work."""
-    if not isinstance(entries, list):
-        raise EvalError(f"{KEY} must be a list of {{models: [A, B], weights: [1, 1]}}, got {entries!r}")
     fused = [_entry(i, entry, evaluated) for i, entry in enumerate(entries)]
     names = [*evaluated, *(f.name for f in fused)]
     repeated = sorted({name for name in names if names.count(name) > 1})

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from common.images import ImageError, open_image
+from common.schema import Config, Labelled
 from evaluation.embed import EvalError, embed_images
 from evaluation.fusion import FusedSpec, add_fused
 from evaluation.labelled import (LabelTable, LabelTableError, LabelledResult, markdown_section,
@@ -38,11 +39,11 @@ class LabelledTask:
     notes: dict[str, str]                                     # column -> a sentence for the report
 
 
-def _split(table: LabelTable, lcfg: dict, seed: int, out: Path) -> tuple[np.ndarray, np.ndarray]:
+def _split(table: LabelTable, lcfg: Labelled, seed: int, out: Path) -> tuple[np.ndarray, np.ndarray]:
     """The run's query/database split: ``split_file`` when given; else read back when ``out``
     holds one (reruns and other models score the same split), else drawn with the seed and
     written there."""
-    given = lcfg["split_file"]
+    given = lcfg.split_file
     path = Path(given) if given else out / FOLDER / SPLIT_FILE
     if path.is_file() or given:
         try:
@@ -52,7 +53,7 @@ def _split(table: LabelTable, lcfg: dict, seed: int, out: Path) -> tuple[np.ndar
     # Stratified on every column's labels at once: one split serves all columns.
     labels = [frozenset(f"{column}={label}" for column, sets in zip(table.columns, row) for label in sets)
               for row in zip(*table.columns.values())]
-    queries, database = query_database_split(labels, lcfg["query_fraction"], seed)
+    queries, database = query_database_split(labels, lcfg.query_fraction, seed)
     write_split(path, table.ids, queries, database)
     return queries, database
 
@@ -67,22 +68,22 @@ class TableSource:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def prepare_labelled(cfg: dict, source: TableSource, out: Path,
+def prepare_labelled(cfg: Config, source: TableSource, out: Path,
                      trained: set[str] | None = None) -> LabelledTask:
     """The run's labelled task; the table is read and checked (columns, labels, every file)
     before any embedding work. ``trained``: the resolved paths of the images the encoders
     trained on, for the ``unseen`` protocol (None: not known, the protocol is skipped)."""
-    lcfg = cfg["eval"]["labelled"]
+    lcfg = cfg.eval.labelled
     try:
         table = read_label_table(source.path, source.columns)
     except LabelTableError as exc:
         raise EvalError(f"eval.labelled.table: {exc}") from None
     splits: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
-    for protocol in lcfg["protocols"]:
+    for protocol in lcfg.protocols:
         if protocol == "loo":
             splits[protocol] = None
         elif protocol == "split":
-            splits[protocol] = _split(table, lcfg, cfg["seed"], out)
+            splits[protocol] = _split(table, lcfg, cfg.seed, out)
         elif (unseen := _unseen_split(table, trained)) is not None:
             splits[protocol] = unseen
     return LabelledTask(table, splits, source.notes)
@@ -148,20 +149,20 @@ def _picture(task: LabelledTask, model: str, codes: np.ndarray, queries: int, ou
     plot_retrieval_grid(rows, f"{model}: nearest images (green = same {column})", out)
 
 
-def run_labelled(task: LabelledTask, codes: dict[str, np.ndarray], cfg: dict, out: Path
+def run_labelled(task: LabelledTask, codes: dict[str, np.ndarray], cfg: Config, out: Path
                  ) -> tuple[dict, list[str]]:
     """Score every model on every protocol; returns the report.json payload and the report's
     Markdown lines, and draws the picture with the first model."""
-    lcfg = cfg["eval"]["labelled"]
+    lcfg = cfg.eval.labelled
     payload, lines = {"table": str(task.table.source), "images": len(task.table)}, []
     for protocol, split in task.splits.items():
-        results = score_table(codes, task.table, protocol, split=split, ks=lcfg["ks"],
-                              chunk_size=cfg["eval"]["chunk_size"])
+        results = score_table(codes, task.table, protocol, split=split, ks=lcfg.ks,
+                              chunk_size=cfg.eval.chunk_size)
         payload[protocol] = _summaries(results)
         lines += markdown_section(results, task.table, protocol=protocol, notes=task.notes)
     if codes:
         model = next(iter(codes))
-        _picture(task, model, codes[model], lcfg["picture_queries"], out / PICTURE)
+        _picture(task, model, codes[model], lcfg.picture_queries, out / PICTURE)
     return payload, lines
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from common import storage
+from common.schema import Config
 from evaluation.embed import EvalError, RecurringImages, embed_images, reference_key
 from evaluation.fusion import FusedSpec, add_fused
 from models.embedder import Embedder
@@ -102,24 +103,24 @@ def _zero_shot_tags(value: object) -> list[str]:
         raise EvalError(str(exc)) from None
 
 
-def prepare_tagging(cfg: dict, shards: str | Path, roles: SplitRoles, device: str) -> TaggingTask:
+def prepare_tagging(cfg: Config, shards: str | Path, roles: SplitRoles, device: str) -> TaggingTask:
     """Check and load everything tagging needs (fails before any embedding work)."""
-    settings = cfg["eval"]["tagging"]
+    settings = cfg.eval.tagging
     if roles.train is None:
         raise EvalError(f"{KEY}.enabled is true but {shards} holds no train split: the tagging "
                         f"heads train on its style tags (set {KEY}.enabled=false to skip tagging)")
     try:
-        head = HeadConfig.from_dict({**settings["head"], "seed": cfg["seed"]})
+        head = HeadConfig.from_dict({**settings.head.model_dump(), "seed": cfg.seed})
     except (TaggingError, TypeError) as exc:
         raise EvalError(f"{KEY}.head: {exc}") from None
-    zero_shot = _zero_shot_tags(settings["zero_shot_tags"])
+    zero_shot = _zero_shot_tags(settings.zero_shot_tags)
     train = read_tagged_styles([storage.join(shards, roles.train)])
     test = read_tagged_styles([storage.join(shards, split) for split in roles.test_columns()])
     try:
-        text = TextEncoder(text_model_path(settings["text_model"]), device=device)
+        text = TextEncoder(text_model_path(settings.text_model), device=device)
     except TaggingError as exc:
         raise EvalError(f"{KEY}.text_model: {exc}") from None
-    return TaggingTask(text, head, zero_shot, train, test, int(settings["picture_images"]))
+    return TaggingTask(text, head, zero_shot, train, test, int(settings.picture_images))
 
 
 def training_rows(styles: TaggedStyles, zero_shot: Sequence[str]) -> tuple[list[int], list[list[str]]]:

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.schema import Config, baseline_eval_keys
 from models.encoder import ViTBranch, layer_moments, moment_norms, normalised_vgg, vgg_layers_up_to
 from stylize.magenta import style_network
 from stylize.parts.vgg import RELU_CHANNELS, RELU_INDEX, VGGFeatures
@@ -46,10 +47,10 @@ class BaselineSpec:
 
 # The eval keys the baselines (and the factory, which sizes their input) read: a baseline's
 # hash (stylecode.identity) covers these and no other eval key, so it stays stable when
-# evaluation settings (tagging, fusion) change; tests/test_models.py checks that every eval key
-# read in the model library is listed here.
-BASELINE_EVAL_KEYS = ("image_size", "moments_max_layer", "gram_layers", "gram_channels",
-                      "colour_bins")
+# evaluation settings (tagging, fusion) change. They are marked in the schema
+# (common.schema.Eval, ``BASELINE_KEY``); tests/test_models.py checks that every eval key read
+# in the model library is marked.
+BASELINE_EVAL_KEYS = baseline_eval_keys()
 _BASELINES: dict[str, BaselineSpec] = {}
 _TRUNKS: dict[str, Callable[[dict, list[nn.Module]], nn.Module]] = {}
 
@@ -152,26 +153,26 @@ class SharedTrunk(nn.Module):
 
 
 @register_trunk("vgg")
-def vgg_trunk(cfg: dict, heads: list[nn.Module]) -> nn.Module:
+def vgg_trunk(cfg: Config, heads: list[nn.Module]) -> nn.Module:
     """The normalised VGG19 tapping every layer its heads read (``head.layers``)."""
     wanted = sorted({layer for head in heads for layer in head.layers}, key=RELU_INDEX.get)
-    weights = cfg["train"]["model"]["vgg"]["weights"]
+    weights = cfg.train.model.vgg.weights
     return VGGFeatures(wanted, normalised_vgg(wanted[-1], Path(weights) if weights is not None else None))
 
 
 @register_baseline("vgg_moments", trunk="vgg")
-def vgg_moments(cfg: dict) -> nn.Module:
-    return LayerMoments(vgg_layers_up_to(cfg["eval"]["moments_max_layer"]))
+def vgg_moments(cfg: Config) -> nn.Module:
+    return LayerMoments(vgg_layers_up_to(cfg.eval.moments_max_layer))
 
 
 @register_baseline("vgg_gram", trunk="vgg")
-def vgg_gram(cfg: dict) -> nn.Module:
-    return ProjectedGram(list(cfg["eval"]["gram_layers"]), cfg["eval"]["gram_channels"], cfg["seed"])
+def vgg_gram(cfg: Config) -> nn.Module:
+    return ProjectedGram(list(cfg.eval.gram_layers), cfg.eval.gram_channels, cfg.seed)
 
 
 @register_baseline("vit_raw")
-def vit_raw(cfg: dict) -> nn.Module:
-    return ViTBranch(cfg["train"]["model"]["vit"], cfg["eval"]["image_size"])
+def vit_raw(cfg: Config) -> nn.Module:
+    return ViTBranch(cfg.train.model.vit, cfg.eval.image_size)
 
 
 class StyleVector(nn.Module):
@@ -186,8 +187,8 @@ class StyleVector(nn.Module):
 
 
 @register_baseline("magenta_style", conditions="magenta")
-def magenta_style(cfg: dict) -> nn.Module:
-    return StyleVector(style_network(cfg["stylize"]["methods"]))
+def magenta_style(cfg: Config) -> nn.Module:
+    return StyleVector(style_network(cfg.stylize.methods))
 
 
 class ColourHistogram(nn.Module):
@@ -207,18 +208,18 @@ class ColourHistogram(nn.Module):
 
 
 @register_baseline("colour_hist")
-def colour_hist(cfg: dict) -> nn.Module:
-    return ColourHistogram(int(cfg["eval"]["colour_bins"]))
+def colour_hist(cfg: Config) -> nn.Module:
+    return ColourHistogram(int(cfg.eval.colour_bins))
 
 
-def build_baselines(names: list[str], cfg: dict) -> list[tuple[list[str], nn.Module]]:
+def build_baselines(names: list[str], cfg: Config) -> list[tuple[list[str], nn.Module]]:
     """The baselines by name as (names, network) pairs in eval mode, built in the order their
     first member is named: baselines sharing a trunk become one network returning a dict of
-    codes, any other is a network of its own. Random weights are seeded from ``cfg['seed']``."""
+    codes, any other is a network of its own. Random weights are seeded from ``cfg.seed``."""
     unknown = [name for name in names if name not in _BASELINES]
     if unknown:
         raise KeyError(f"unknown baseline '{unknown[0]}'; known: {', '.join(list_baselines())}")
-    torch.manual_seed(cfg["seed"])
+    torch.manual_seed(cfg.seed)
     built: list[tuple[list[str], nn.Module]] = []
     trunks_built: set[str] = set()
     for name in dict.fromkeys(names):

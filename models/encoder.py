@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.schema import Config, Model, StyleNet, Vgg, Vit, with_defaults
 from models.embedder import resize_batch
 from stylize.magenta import STYLE_DIM, MagentaArbitrary, network_options
 from stylize.parts.checkpoint import CheckpointError, load_into
@@ -40,17 +41,17 @@ def _existing_file(path: str | None, what: str) -> Path | None:
 class ViTBranch(nn.Module):
     """A timm ViT returning its pooled features; pretrained from a local file when given."""
 
-    def __init__(self, cfg: dict, image_size: int, load_weights: bool = True):
+    def __init__(self, cfg: Vit, image_size: int, load_weights: bool = True):
         super().__init__()
-        file = _existing_file(cfg["pretrained_file"], "train.model.vit.pretrained_file") \
+        file = _existing_file(cfg.pretrained_file, "train.model.vit.pretrained_file") \
             if load_weights else None
         # Only set keys override the named architecture (a null depth keeps its own).
-        overrides = {"depth": cfg["depth"]} if cfg["depth"] else {}
+        overrides = {"depth": cfg.depth} if cfg.depth else {}
         # timm resamples the position (and patch) embeddings of the file to this grid.
         self.net = timm.create_model(
-            cfg["name"], pretrained=file is not None,
+            cfg.name, pretrained=file is not None,
             pretrained_cfg_overlay=dict(file=str(file)) if file else None,
-            num_classes=0, img_size=image_size, patch_size=cfg["patch_size"], **overrides)
+            num_classes=0, img_size=image_size, patch_size=cfg.patch_size, **overrides)
         mean, std = self.net.pretrained_cfg["mean"], self.net.pretrained_cfg["std"]
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
@@ -89,12 +90,12 @@ class VGGMomentsBranch(nn.Module):
     the others in the fusion MLP.
     """
 
-    def __init__(self, cfg: dict, load_weights: bool = True):
+    def __init__(self, cfg: Vgg, load_weights: bool = True):
         super().__init__()
-        self.layers = vgg_layers_up_to(cfg["max_layer"])
-        file = _existing_file(cfg["weights"], "train.model.vgg.weights") if load_weights else None
+        self.layers = vgg_layers_up_to(cfg.max_layer)
+        file = _existing_file(cfg.weights, "train.model.vgg.weights") if load_weights else None
         self.features = VGGFeatures(self.layers, normalised_vgg(self.layers[-1], file))
-        self.trainable = bool(cfg["trainable"])
+        self.trainable = cfg.trainable
         self.features.requires_grad_(self.trainable)
         self.norms = moment_norms(self.layers)
         self.out_dim = sum(2 * RELU_CHANNELS[name] for name in self.layers)
@@ -131,9 +132,9 @@ class StyleNetBranch(nn.Module):
     method = "magenta"   # the registered NST method whose conditioning code the branch computes
     FILE_OPTIONS = ("predict_model", "transform_model")
 
-    def __init__(self, cfg: dict, options: dict):
+    def __init__(self, cfg: StyleNet, options: dict):
         super().__init__()
-        self.style_size, self.options = cfg["style_size"], options
+        self.style_size, self.options = cfg.style_size, options
         self.network = self._network("cpu")   # files checked now
         self.norm = nn.LayerNorm(STYLE_DIM)
         self.out_dim = STYLE_DIM
@@ -190,27 +191,21 @@ class StyleEncoder(nn.Module):
     copy of the network.
     """
 
-    def __init__(self, model_cfg: dict, image_size: int, load_weights: bool = True,
+    def __init__(self, model_cfg: Model | dict, image_size: int, load_weights: bool = True,
                  style_net_options: dict | None = None):
         super().__init__()
-        self.model_cfg = model_cfg
-        vit_on, vgg_on = model_cfg["vit"]["enabled"], model_cfg["vgg"]["enabled"]
-        style_on = model_cfg["style_net"]["enabled"]
-        if not (vit_on or vgg_on or style_on):
-            raise ModelConfigError("train.model.vit.enabled, train.model.vgg.enabled and "
-                                   "train.model.style_net.enabled are all false: switch at least "
-                                   "one branch on")
+        model = model_section(model_cfg)   # the schema checked it: at least one branch is on
+        self.model_cfg = model.model_dump()   # what a checkpoint's spec records
         self.image_size = image_size
-        self.vit = ViTBranch(model_cfg["vit"], image_size, load_weights) if vit_on else None
-        self.vgg = VGGMomentsBranch(model_cfg["vgg"], load_weights) if vgg_on else None
-        self.style_net = StyleNetBranch(model_cfg["style_net"], style_net_options or {}) \
-            if style_on else None
+        self.vit = ViTBranch(model.vit, image_size, load_weights) if model.vit.enabled else None
+        self.vgg = VGGMomentsBranch(model.vgg, load_weights) if model.vgg.enabled else None
+        self.style_net = StyleNetBranch(model.style_net, style_net_options or {}) \
+            if model.style_net.enabled else None
         in_dim = sum(branch.out_dim for branch in self.branches())
-        self.fusion = nn.Sequential(nn.Linear(in_dim, model_cfg["fusion_hidden"]), nn.GELU(),
-                                    nn.Linear(model_cfg["fusion_hidden"], model_cfg["embed_dim"]))
-        # Checkpoints of earlier versions have no residual key: they were trained without it.
-        residual = style_on and model_cfg["style_net"].get("residual", False)
-        self.start = PretrainedStart(model_cfg["embed_dim"]) if residual else None
+        self.fusion = nn.Sequential(nn.Linear(in_dim, model.fusion_hidden), nn.GELU(),
+                                    nn.Linear(model.fusion_hidden, model.embed_dim))
+        residual = model.style_net.enabled and model.style_net.residual
+        self.start = PretrainedStart(model.embed_dim) if residual else None
         if self.start is not None:   # the MLP starts as a zero correction of the style vector
             nn.init.zeros_(self.fusion[-1].weight)
             nn.init.zeros_(self.fusion[-1].bias)
@@ -235,7 +230,17 @@ class StyleEncoder(nn.Module):
                 "style_net": self.style_net.spec() if self.style_net is not None else None}
 
 
-def build_encoder(cfg: dict, load_weights: bool = True) -> StyleEncoder:
-    """The encoder a resolved config describes."""
+def model_section(model_cfg: Model | dict) -> Model:
+    """``train.model`` as the schema types it: a loaded config's section, or the plain dict a
+    checkpoint recorded (keys added since it was written take their defaults: a checkpoint
+    without ``style_net.residual`` was trained without it)."""
+    if isinstance(model_cfg, Model):
+        return model_cfg
+    return Model.model_validate(with_defaults(model_cfg, Model))
+
+
+def build_encoder(cfg: Config | dict, load_weights: bool = True) -> StyleEncoder:
+    """The encoder a resolved config describes: a loaded config, or the plain dict a
+    checkpoint written before encoder specs recorded (read alike by key)."""
     return StyleEncoder(cfg["train"]["model"], cfg["train"]["image_size"], load_weights,
                         network_options(cfg["stylize"]["methods"]))

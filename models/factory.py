@@ -11,6 +11,7 @@ from pathlib import Path, PurePath
 import torch
 
 from common import storage
+from common.schema import Config
 from models.baselines import build_baselines
 from models.checkpoint import CheckpointReadError, FileOverrides, load_encoder
 from models.embedder import Embedder
@@ -47,10 +48,10 @@ def checkpoint_model(name: str, path: str | Path, device: torch.device,
     return Embedder([name], encoder, encoder.image_size, device)
 
 
-def baseline_models(names: list[str], cfg: dict, device: torch.device) -> list[Embedder]:
+def baseline_models(names: list[str], cfg: Config, device: torch.device) -> list[Embedder]:
     """The baselines by name (those sharing a trunk as one network), at ``eval.image_size``."""
     try:
         baselines = build_baselines(names, cfg)
     except KeyError as exc:
         raise ModelLoadError(str(exc.args[0])) from None
-    return [Embedder(members, net, cfg["eval"]["image_size"], device) for members, net in baselines]
+    return [Embedder(members, net, cfg.eval.image_size, device) for members, net in baselines]

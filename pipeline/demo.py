@@ -29,6 +29,7 @@ from collections import Counter  # noqa: E402
 
 from common.config import (DEFAULT_CONFIG, REPO_ROOT, ConfigError, add_config_args, load_config,  # noqa: E402
                            save_config)
+from common.schema import Config  # noqa: E402
 
 
 class DemoError(RuntimeError):
@@ -52,15 +53,15 @@ def _torchrun() -> list[str]:
     return [launcher] if launcher else [sys.executable, "-m", "torch.distributed.run"]
 
 
-def variant_overrides(cfg: dict, name: str) -> list[str]:
+def variant_overrides(cfg: Config, name: str) -> list[str]:
     try:
-        return list(cfg["demo"]["variants"][name])
+        return list(cfg.demo.variants[name])
     except KeyError:
-        known = ", ".join(cfg["demo"]["variants"])
+        known = ", ".join(cfg.demo.variants)
         raise DemoError(f"demo.run names variant '{name}', not in demo.variants ({known})") from None
 
 
-def train_styles_per_group(cfg: dict) -> dict[str, int]:
+def train_styles_per_group(cfg: Config) -> dict[str, int]:
     """Styles per group in the train split stage 1 will write (its plan, from the manifests)."""
     from pipeline.runner import plan_inputs
     from shards.schema import TRAIN_SPLIT
@@ -69,7 +70,7 @@ def train_styles_per_group(cfg: dict) -> dict[str, int]:
                    for sample in shard.groups)
 
 
-def check_variants(config: str, overrides: list[str], cfg: dict) -> None:
+def check_variants(config: str, overrides: list[str], cfg: Config) -> None:
     """Every variant of ``demo.run`` can fill its batches from the train split: checked before
     stage 1, so a short collection stops the run before any work, naming what to change."""
     from train.data import batch_shortfall
@@ -78,7 +79,7 @@ def check_variants(config: str, overrides: list[str], cfg: dict) -> None:
     except ValueError:   # a ManifestError among them: bad inputs, which stage 1 names (file, row)
         return
     problems = []
-    for name in cfg["demo"]["run"]:
+    for name in cfg.demo.run:
         variant = load_config(config, overrides + variant_overrides(cfg, name))
         shortfall = batch_shortfall(variant["train"], counts)
         if shortfall:
@@ -97,17 +98,17 @@ def run_demo(config: str, overrides: list[str], out: Path) -> dict:
     timings = {"stage1": _run("stage 1", [sys.executable, str(REPO_ROOT / "pipeline/stylize.py"), *common,
                                           "--out", str(shards), *overrides])}
     checkpoints = []
-    for name in cfg["demo"]["run"]:
+    for name in cfg.demo.run:
         run_dir = runs / name
         resume = ["--resume"] if (run_dir / "checkpoints" / "last.pt").exists() else []
-        command = [*_torchrun(), "--standalone", f"--nproc_per_node={cfg['demo']['nproc_per_node']}",
+        command = [*_torchrun(), "--standalone", f"--nproc_per_node={cfg.demo.nproc_per_node}",
                    str(REPO_ROOT / "train/main.py"), *common, "--shards", str(shards), "--out", str(run_dir),
                    *resume, *overrides, *variant_overrides(cfg, name)]
         timings[f"train {name}"] = _run(f"train {name}", command)
         checkpoints += ["--checkpoint", f"{name}={run_dir / 'checkpoints' / 'last.pt'}"]
     # The first variant before training too: what training changed, side by side (a run
     # folder from before step-0 checkpoints has none).
-    first = cfg["demo"]["run"][0]
+    first = cfg.demo.run[0]
     start = runs / first / "checkpoints" / "step-0.pt"
     checkpoints += ["--checkpoint", f"{first}_step0={start}"] if start.is_file() else []
     timings["eval"] = _run("evaluation", [sys.executable, str(REPO_ROOT / "pipeline/eval.py"), *common,

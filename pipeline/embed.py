@@ -40,6 +40,7 @@ from common import storage  # noqa: E402
 from common.config import add_config_args, load_config, save_config  # noqa: E402
 from common.images import open_image  # noqa: E402
 from common.ray_cluster import cluster_gpus, init_ray  # noqa: E402
+from common.schema import Config, EmbedRay  # noqa: E402
 from models.baselines import list_baselines  # noqa: E402
 from stylecode import Recipe, StyleCodeError, build  # noqa: E402
 from stylecode.collection import Item, digest, file_count, file_rows, find_images  # noqa: E402
@@ -57,18 +58,18 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                         help=f"a registered baseline ({', '.join(list_baselines())})")
 
 
-def model_recipe(models: Sequence[str], cfg: dict) -> Recipe:
+def model_recipe(models: Sequence[str], cfg: Config) -> Recipe:
     """The model(s) named on the command line; two make a fused pair (embed.fuse_weights)."""
     if len(models) not in (1, 2):
         raise StyleCodeError("name one model (--checkpoint or --baseline), or two to fuse")
-    return Recipe.parse(models, cfg["embed"]["fuse_weights"] if len(models) == 2 else None)
+    return Recipe.parse(models, cfg.embed.fuse_weights if len(models) == 2 else None)
 
 
 @dataclass
 class Job:
     """One embed run: the collection, the model and where the files go."""
 
-    cfg: dict
+    cfg: Config
     recipe: Recipe
     images: list[Item]
     out: str
@@ -77,7 +78,7 @@ class Job:
 
     @property
     def rows_per_file(self) -> int:
-        return self.cfg["embed"]["rows_per_file"]
+        return self.cfg.embed.rows_per_file
 
     @property
     def files(self) -> int:
@@ -122,15 +123,15 @@ def is_complete(job: Job, number: int) -> bool:
     return info.hash == job.model_hash and rows == len(file_rows(job.images, number, job.rows_per_file))
 
 
-def actor_gpus(rcfg: dict) -> float:
+def actor_gpus(rcfg: EmbedRay) -> float:
     """GPUs per actor: as configured (checked against the cluster: a GPU actor on a cluster
     without GPUs waits forever), or the cluster's GPUs shared out, at most one each."""
     have = cluster_gpus()
-    need = rcfg["num_gpus_per_actor"]
+    need = rcfg.num_gpus_per_actor
     if need is None:
-        return min(1.0, have / rcfg["num_actors"])
-    if need * rcfg["num_actors"] > have:
-        raise StyleCodeError(f"embed.ray.num_gpus_per_actor={need} x {rcfg['num_actors']} actors "
+        return min(1.0, have / rcfg.num_actors)
+    if need * rcfg.num_actors > have:
+        raise StyleCodeError(f"embed.ray.num_gpus_per_actor={need} x {rcfg.num_actors} actors "
                              f"but the Ray cluster has {have:g} GPUs: actors would wait forever. "
                              "Set embed.ray.num_gpus_per_actor=null (use what there is) or 0.")
     return float(need)
@@ -147,7 +148,7 @@ class EmbedActor:
     """A Ray Data actor: the model is built once per actor; each call opens and embeds one
     batch of (pos, path) rows and returns (pos, embedding, reason) rows."""
 
-    def __init__(self, recipe: dict, cfg: dict, device: str, threads: int, decode_threads: int):
+    def __init__(self, recipe: dict, cfg: Config, device: str, threads: int, decode_threads: int):
         if device == "cpu":  # the actor's share of the machine, not every core
             torch.set_num_threads(threads)
         storage.configure_from(cfg)   # an actor is a process of its own: images may be URLs
@@ -218,27 +219,27 @@ def build_dataset(job: Job, rows: list[dict], gpus: float):
     """(pos, path) rows, one block per batch so every actor gets work, mapped by the actors."""
     import ray.data
 
-    ecfg, rcfg = job.cfg["embed"], job.cfg["embed"]["ray"]
-    batches = file_count(len(rows), ecfg["batch_size"])
-    actors = min(rcfg["num_actors"], batches)
+    ecfg, rcfg = job.cfg.embed, job.cfg.embed.ray
+    batches = file_count(len(rows), ecfg.batch_size)
+    actors = min(rcfg.num_actors, batches)
     print(f"[embed] {len(rows)} images on {actors} actors ({gpus:g} GPU each, batch "
-          f"{ecfg['batch_size']})", flush=True)
+          f"{ecfg.batch_size})", flush=True)
     ray.data.DataContext.get_current().enable_progress_bars = False  # ours report images/s
     return ray.data.from_items(rows, override_num_blocks=batches).map_batches(
-        EmbedActor, batch_size=ecfg["batch_size"],
+        EmbedActor, batch_size=ecfg.batch_size,
         fn_constructor_kwargs={"recipe": job.recipe.to_dict(), "cfg": job.cfg,
                                "device": "cuda" if gpus else "cpu",
-                               "threads": max(1, int(rcfg["num_cpus_per_actor"])),
-                               "decode_threads": rcfg["decode_threads"]},
+                               "threads": max(1, int(rcfg.num_cpus_per_actor)),
+                               "decode_threads": rcfg.decode_threads},
         compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=rcfg["num_cpus_per_actor"], num_gpus=gpus)
+        num_cpus=rcfg.num_cpus_per_actor, num_gpus=gpus)
 
 
 def run_ray(job: Job, todo: list[int], info: ModelInfo) -> Assembler:
     """Embed the images of the ``todo`` files on a Ray Data actor pool, writing each file as
     soon as its rows are in."""
-    ecfg, rcfg = job.cfg["embed"], job.cfg["embed"]["ray"]
-    init_ray(rcfg["address"], rcfg["num_actors"] * rcfg["num_cpus_per_actor"], rcfg["object_store_mb"])
+    ecfg, rcfg = job.cfg.embed, job.cfg.embed.ray
+    init_ray(rcfg.address, rcfg.num_actors * rcfg.num_cpus_per_actor, rcfg.object_store_mb)
     rows = [{"pos": number * job.rows_per_file + slot, "path": item.path} for number in todo
             for slot, item in enumerate(file_rows(job.images, number, job.rows_per_file))]
     dataset = build_dataset(job, rows, actor_gpus(rcfg))
@@ -246,7 +247,7 @@ def run_ray(job: Job, todo: list[int], info: ModelInfo) -> Assembler:
     started, reported = time.time(), time.time()
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         assembler.add(batch)
-        if time.time() - reported >= ecfg["progress_every_s"]:
+        if time.time() - reported >= ecfg.progress_every_s:
             report_progress(assembler, len(rows), len(todo), started)
             reported = time.time()
     report_progress(assembler, len(rows), len(todo), started)
@@ -267,14 +268,14 @@ def model_info(job: Job) -> ModelInfo:
     return ModelInfo(model.name, job.model_hash, model.dim)
 
 
-def run_embed(cfg: dict, source: str, models: Sequence[str], out: str | Path) -> dict:
+def run_embed(cfg: Config, source: str, models: Sequence[str], out: str | Path) -> dict:
     """Embed every image of ``source`` not yet in a complete file of ``out``; returns the
     run's figures (also saved in ``_embed.json`` as ``last_run``)."""
     started = time.time()
     recipe = model_recipe(models, cfg)
     storage.check_remote(read=[source if not set("*?[") & set(source) else None,
                                *(spec.path for spec in recipe.specs)], write=[out])
-    images = find_images(source, cfg["embed"]["extensions"])
+    images = find_images(source, cfg.embed.extensions)
     job = Job(cfg, recipe, images, storage.resolve(out), recipe.hash(cfg), source)
     info = model_info(job)
     claim_output(job)

@@ -48,6 +48,7 @@ import numpy as np  # noqa: E402
 from common import storage  # noqa: E402
 from common.config import (ConfigError, add_config_args, config_for_shards, load_config,  # noqa: E402
                            save_config)
+from common.schema import Config  # noqa: E402
 from evaluation.embed import (EvalError, RecurringImages, SplitEmbeddings,  # noqa: E402
                               check_split, content_manifest_path, embed_split, load_split_images)
 from evaluation.fusion import FusedSpec, fuse_split, parse_fused  # noqa: E402
@@ -118,11 +119,11 @@ def save_embeddings(split: SplitEmbeddings, out: Path) -> None:
         np.savez(folder / f"{split.split}.npz", **split.arrays(model))
 
 
-def retrieval_grid(split: SplitEmbeddings, split_dir: str, model: str, cfg: dict, out: Path) -> None:
+def retrieval_grid(split: SplitEmbeddings, split_dir: str, model: str, cfg: Config, out: Path) -> None:
     """A few evenly spread queries of the split with their nearest stylizations."""
     embeddings = split.images[model]
-    queries = np.unique(np.linspace(0, len(embeddings) - 1, cfg["eval"]["grid_queries"]).astype(int))
-    neighbours = nearest_neighbours(embeddings, queries, cfg["eval"]["grid_neighbours"])
+    queries = np.unique(np.linspace(0, len(embeddings) - 1, cfg.eval.grid_queries).astype(int))
+    neighbours = nearest_neighbours(embeddings, queries, cfg.eval.grid_neighbours)
     images = load_split_images(split_dir, set(queries.tolist()) | set(neighbours.ravel().tolist()))
     rows = [(images[q], [(images[n], split.style_ids[n] == split.style_ids[q]) for n in row])
             for q, row in zip(queries, neighbours)]
@@ -131,7 +132,7 @@ def retrieval_grid(split: SplitEmbeddings, split_dir: str, model: str, cfg: dict
 
 
 def model_hashes(checkpoints: list[str], baselines: list[str], fused: list[FusedSpec],
-                 cfg: dict) -> dict[str, str]:
+                 cfg: Config) -> dict[str, str]:
     """What each model's codes mean (``stylecode``'s hashes), recorded in its tagging head so a
     search loads the head only with the model it was trained on."""
     specs = {spec.name: spec for spec in map(ModelSpec.parse, checkpoints)}
@@ -147,12 +148,12 @@ def picture_models(checkpoints: list[str], baselines: list[str], fused: list[Fus
     return [kind[0] for kind in kinds if kind]
 
 
-def tag(task: TaggingTask, args: argparse.Namespace, cfg: dict, models: list[Embedder],
+def tag(task: TaggingTask, args: argparse.Namespace, cfg: Config, models: list[Embedder],
         fused: list[FusedSpec], recurring: RecurringImages, out: Path) -> TaggingResult:
     """Zero-shot tagging of every model; writes scores, heads and tagging.png."""
-    baselines = list(cfg["eval"]["baselines"])
+    baselines = list(cfg.eval.baselines)
     result = run_tagging(task, models, fused, model_hashes(args.checkpoint, baselines, fused, cfg),
-                         recurring, cfg["eval"]["batch_size"],
+                         recurring, cfg.eval.batch_size,
                          picture_models(args.checkpoint, baselines, fused), out)
     if result.examples:
         plot_tagging(result, out / "tagging.png")
@@ -186,15 +187,15 @@ def run_config(args: argparse.Namespace) -> dict:
         cfg = config_for_shards(args.config, args.overrides, args.shards)
     else:
         cfg = load_config(args.config, args.overrides)
-        if not cfg["eval"]["labelled"]["table"]:
+        if not cfg.eval.labelled.table:
             raise EvalError("nothing to evaluate: give --shards (stage 1's output) and/or a "
                             "labelled table (eval.labelled.table=FILE)")
     if args.baselines is not None:
-        cfg["eval"]["baselines"] = [] if args.baselines == "none" else args.baselines.split(",")
+        cfg.eval.baselines = [] if args.baselines == "none" else args.baselines.split(",")
     return cfg
 
 
-def evaluate_splits(args: argparse.Namespace, cfg: dict, shards: str, roles: SplitRoles,
+def evaluate_splits(args: argparse.Namespace, cfg: Config, shards: str, roles: SplitRoles,
                     models: list[Embedder], fused: list[FusedSpec], recurring: RecurringImages,
                     out: Path, meta: dict) -> Results:
     """Every model on every test split and the crops: embeddings saved, metrics scored."""
@@ -204,18 +205,18 @@ def evaluate_splits(args: argparse.Namespace, cfg: dict, shards: str, roles: Spl
           f"{', '.join(name for name, _ in splits)}", flush=True)
     results: Results = {name: {} for name in names}
     meta.update({"shards": str(shards), "held_out": roles.held_out, "train_splits": roles.tests,
-                 "synthetic_styles": cfg["data"]["style_manifest"] is None,
+                 "synthetic_styles": cfg.data.style_manifest is None,
                  "own_code_splits": own_code_splits(conditioning_models(models, names), shards,
                                                     roles.test_columns())})
     grid_split = roles.held_out or roles.test_columns()[-1]
     for split_name, kind in splits:
-        split = embed_split(storage.join(shards, split_name), models, cfg["eval"]["batch_size"],
+        split = embed_split(storage.join(shards, split_name), models, cfg.eval.batch_size,
                             with_contents=kind == TEST, recurring=recurring)
         fuse_split(split, fused)
         save_embeddings(split, out)
         started = time.time()
         for name in names:
-            results[name][split_name] = score_split(split, name, kind, cfg["eval"]["chunk_size"],
+            results[name][split_name] = score_split(split, name, kind, cfg.eval.chunk_size,
                                                     default_device())
         meta["seconds"][split_name] = {"embed": round(split.seconds, 2),
                                        "metrics": round(time.time() - started, 2)}
@@ -226,12 +227,12 @@ def evaluate_splits(args: argparse.Namespace, cfg: dict, shards: str, roles: Spl
     return results
 
 
-def evaluate_labelled(task: LabelledTask, args: argparse.Namespace, cfg: dict,
+def evaluate_labelled(task: LabelledTask, args: argparse.Namespace, cfg: Config,
                       models: list[Embedder], fused: list[FusedSpec], out: Path,
                       meta: dict) -> list[str]:
     """Labelled retrieval of every model (and stored embeddings); returns the report lines."""
     started = time.time()
-    codes = embed_table(task, models, fused, cfg["eval"]["batch_size"])
+    codes = embed_table(task, models, fused, cfg.eval.batch_size)
     for text in args.embeddings:
         name, stored = stored_codes(task, text)
         if name in codes:
@@ -245,13 +246,13 @@ def evaluate_labelled(task: LabelledTask, args: argparse.Namespace, cfg: dict,
     return lines
 
 
-def table_source(cfg: dict, shards: str | None, out: Path) -> TableSource | None:
+def table_source(cfg: Config, shards: str | None, out: Path) -> TableSource | None:
     """The labelled table of the run: ``eval.labelled.table``, or the synthetic world's style
     images of the groups stage 1 held out (``eval.labelled.world``), or None."""
-    lcfg = cfg["eval"]["labelled"]
-    if lcfg["table"]:
-        return TableSource(Path(lcfg["table"]), lcfg["columns"])
-    if not (lcfg["world"] and shards is not None and cfg["data"]["style_manifest"] is None):
+    lcfg = cfg.eval.labelled
+    if lcfg.table:
+        return TableSource(Path(lcfg.table), lcfg.columns)
+    if not (lcfg.world and shards is not None and cfg.data.style_manifest is None):
         return None
     world = world_dir(cfg)
     if not (storage.is_dir(storage.join(shards, TRAIN_SPLIT)) and (world / WORLD_MARKER).is_file()):
@@ -271,15 +272,15 @@ def table_source(cfg: dict, shards: str | None, out: Path) -> TableSource | None
     return TableSource(path, columns, WORLD_NOTES)
 
 
-def trained_paths(cfg: dict, shards: str | None) -> set[str] | None:
+def trained_paths(cfg: Config, shards: str | None) -> set[str] | None:
     """The resolved paths of the style images of stage 1's train split (the images every
     encoder of the run has seen), or None without shards, a train split or a style manifest
     (the synthetic world's table holds no trained image)."""
     train = storage.join(shards, TRAIN_SPLIT) if shards else None
-    if train is None or cfg["data"]["style_manifest"] is None or not storage.is_dir(train):
+    if train is None or cfg.data.style_manifest is None or not storage.is_dir(train):
         return None
     train_ids = set(read_index(train).column("style_id").to_pylist())
-    styles = read_style_manifest(cfg["data"]["style_manifest"], check_files=False)
+    styles = read_style_manifest(cfg.data.style_manifest, check_files=False)
     return {str(Path(row.path).resolve()) for row in styles if row.style_id in train_ids}
 
 
@@ -299,22 +300,22 @@ def evaluate(args: argparse.Namespace) -> Results:
     return results
 
 
-def evaluate_into(args: argparse.Namespace, cfg: dict, shards: str | None, out: Path) -> Results:
+def evaluate_into(args: argparse.Namespace, cfg: Config, shards: str | None, out: Path) -> Results:
     """The evaluation proper, writing to the local folder ``out``."""
     roles = check_shards(shards) if shards else None   # fail before any embedding work
     device = default_device()
-    models = build_models(args.checkpoint, cfg, device) if (args.checkpoint or cfg["eval"]["baselines"]) else []
+    models = build_models(args.checkpoint, cfg, device) if (args.checkpoint or cfg.eval.baselines) else []
     if not (models or args.embeddings):
         raise EvalError("nothing to evaluate: give --checkpoint, baselines or --embeddings")
-    fused = parse_fused(cfg["eval"]["fused"], model_names(models)) if models else []
+    fused = parse_fused(cfg.eval.fused, model_names(models)) if models else []
     tagging = (prepare_tagging(cfg, shards, roles, str(device))
-               if shards and cfg["eval"]["tagging"]["enabled"] else None)
+               if shards and cfg.eval.tagging.enabled else None)
     source = table_source(cfg, shards, out)
     labelled = prepare_labelled(cfg, source, out, trained_paths(cfg, shards)) if source else None
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out)
     meta = {"device": str(device), "seconds": {}}
-    recurring = RecurringImages(models, cfg["eval"]["batch_size"])
+    recurring = RecurringImages(models, cfg.eval.batch_size)
     results = (evaluate_splits(args, cfg, shards, roles, models, fused, recurring, out, meta)
                if shards else {})
     tagged = tag(tagging, args, cfg, models, fused, recurring, out) if tagging else None

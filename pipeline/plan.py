@@ -14,6 +14,7 @@ import numpy as np
 
 from shards.manifest import ContentRow, StyleRow
 from shards.schema import CROP_METHOD, CROPS_SPLIT, TRAIN_SPLIT, test_split
+from common.schema import Config, Stylize
 
 
 @dataclass(frozen=True)
@@ -74,17 +75,17 @@ class Plan:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _split_styles(styles: list[StyleRow], cfg: dict, rng: np.random.Generator
+def _split_styles(styles: list[StyleRow], cfg: Config, rng: np.random.Generator
                   ) -> tuple[list[StyleRow], list[StyleRow]]:
     """Hold out whole style groups; test keeps a few styles of each held-out group."""
     groups = sorted({s.group for s in styles})
     order = rng.permutation(len(groups))
-    n_test = max(1, round(len(groups) * cfg["test_fraction"]))
+    n_test = max(1, round(len(groups) * cfg.test_fraction))
     test_groups = {groups[i] for i in order[:n_test]}
     train = [s for s in styles if s.group not in test_groups]
     test, taken = [], {}
     for style in styles:
-        if style.group in test_groups and taken.get(style.group, 0) < cfg["test_styles_per_group"]:
+        if style.group in test_groups and taken.get(style.group, 0) < cfg.test_styles_per_group:
             taken[style.group] = taken.get(style.group, 0) + 1
             test.append(style)
     if not train:
@@ -92,10 +93,10 @@ def _split_styles(styles: list[StyleRow], cfg: dict, rng: np.random.Generator
     return train, test
 
 
-def _split_contents(contents: list[ContentRow], cfg: dict, rng: np.random.Generator
+def _split_contents(contents: list[ContentRow], cfg: Config, rng: np.random.Generator
                     ) -> tuple[list[ContentRow], list[ContentRow]]:
     order = rng.permutation(len(contents))
-    n_test = max(1, round(len(contents) * cfg["test_fraction"]))
+    n_test = max(1, round(len(contents) * cfg.test_fraction))
     test = [contents[i] for i in sorted(order[:n_test])]
     train = [contents[i] for i in sorted(order[n_test:])]
     if not train:
@@ -141,47 +142,46 @@ def _cut(split: str, groups: list[PlannedSample], per_shard: int) -> list[ShardP
             for n, i in enumerate(range(0, len(groups), per_shard))]
 
 
-def _shortfalls(scfg: dict, test_styles: list[StyleRow], train_contents: int,
+def _shortfalls(scfg: Stylize, test_styles: list[StyleRow], train_contents: int,
                 test_contents: int) -> list[str]:
     """Counts asked for that the data cannot fill (the plan then takes what there is)."""
     found = []
     for key, available, what in (("train_contents_per_style", train_contents, "train contents"),
                                  ("test_contents_per_style", test_contents, "test contents")):
-        if scfg[key] > available:
-            found.append(f"stylize.{key} is {scfg[key]} but only {available} {what} exist: "
+        if getattr(scfg, key) > available:
+            found.append(f"stylize.{key} is {getattr(scfg, key)} but only {available} {what} exist: "
                          f"each style gets {available}")
     per_group: dict[str, int] = {}
     for style in test_styles:
         per_group[style.group] = per_group.get(style.group, 0) + 1
-    short = sum(count < scfg["test_styles_per_group"] for count in per_group.values())
+    short = sum(count < scfg.test_styles_per_group for count in per_group.values())
     if short:
-        found.append(f"stylize.test_styles_per_group is {scfg['test_styles_per_group']} but {short} "
+        found.append(f"stylize.test_styles_per_group is {scfg.test_styles_per_group} but {short} "
                      f"of {len(per_group)} test groups hold fewer styles")
     return found
 
 
-def make_plan(contents: list[ContentRow], styles: list[StyleRow], cfg: dict, seed: int) -> Plan:
+def make_plan(contents: list[ContentRow], styles: list[StyleRow], cfg: Config, seed: int) -> Plan:
     """Plan every split: ``train``, ``test-<method>`` for each method, and ``crops``."""
-    scfg = cfg["stylize"]
-    methods = list(scfg["train_methods"])
-    test_methods = methods + [scfg["held_out"]] if scfg["held_out"] else methods
+    scfg = cfg.stylize
+    methods, test_methods = list(scfg.train_methods), scfg.methods_used
     rng = np.random.default_rng(seed)
     train_styles, test_styles = _split_styles(styles, scfg, rng)
     train_contents, test_contents = _split_contents(contents, scfg, rng)
-    strengths = strength_choices(scfg["strength"])
+    strengths = strength_choices(scfg.strength)
 
     plan = Plan(warnings=_shortfalls(scfg, test_styles, len(train_contents), len(test_contents)))
-    train_groups = [_group(s, _draw_items(train_contents, scfg["train_contents_per_style"],
+    train_groups = [_group(s, _draw_items(train_contents, scfg.train_contents_per_style,
                                           methods, strengths, rng)) for s in train_styles]
-    plan.shards += _cut(TRAIN_SPLIT, train_groups, scfg["styles_per_shard"])
+    plan.shards += _cut(TRAIN_SPLIT, train_groups, scfg.styles_per_shard)
     # Every test split pairs the same styles with the same contents, so methods compare fairly.
-    pairings = [_draw_items(test_contents, scfg["test_contents_per_style"], methods, strengths, rng)
+    pairings = [_draw_items(test_contents, scfg.test_contents_per_style, methods, strengths, rng)
                 for _ in test_styles]
     for method in test_methods:
         groups = [_group(style, tuple(PlannedItem(**{**asdict(item), "method": method})
                                       for item in items))
                   for style, items in zip(test_styles, pairings)]
-        plan.shards += _cut(test_split(method), groups, scfg["styles_per_shard"])
-    crops = [_group(s, _crop_items(s, scfg["crops_grid"])) for s in test_styles]
-    plan.shards += _cut(CROPS_SPLIT, crops, scfg["styles_per_shard"])
+        plan.shards += _cut(test_split(method), groups, scfg.styles_per_shard)
+    crops = [_group(s, _crop_items(s, scfg.crops_grid)) for s in test_styles]
+    plan.shards += _cut(CROPS_SPLIT, crops, scfg.styles_per_shard)
     return plan

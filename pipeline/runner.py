@@ -20,6 +20,7 @@ from typing import Any, Callable
 from common.config import RESOLVED_NAME, recorded_config, save_config, shard_differences
 from common.files import FolderLock, write_json
 from common.ray_cluster import cluster_gpus, init_ray
+from common.schema import Config
 from pipeline.plan import Plan, ShardPlan, make_plan, strength_choices
 from pipeline.worker import ShardWorker
 from shards.manifest import read_content_manifest, read_style_manifest
@@ -40,48 +41,43 @@ class ShardsFailed(Stage1Error):
     """Shards that still failed after their retries (main exits 1; bad input exits 2)."""
 
 
-def resolve_inputs(cfg: dict) -> tuple[Path, Path]:
+def resolve_inputs(cfg: Config) -> tuple[Path, Path]:
     """The content and style manifests: the configured ones, or the synthetic world's."""
-    data = cfg["data"]
+    data = cfg.data
     if data["content_manifest"] and data["style_manifest"]:
         return Path(data["content_manifest"]).resolve(), Path(data["style_manifest"]).resolve()
     if data["content_manifest"] or data["style_manifest"]:
         raise Stage1Error("set both data.content_manifest and data.style_manifest, or neither "
                           "(neither: use the synthetic world)")
     from world.generate import ensure_world, world_dir
-    world = ensure_world(cfg["world"], cfg["seed"], world_dir(cfg))
+    world = ensure_world(cfg.world, cfg.seed, world_dir(cfg))
     return Path(world.content_manifest), Path(world.style_manifest)
 
 
-def check_methods(cfg: dict) -> None:
-    scfg = cfg["stylize"]
-    wanted = list(scfg["train_methods"]) + ([scfg["held_out"]] if scfg["held_out"] else [])
-    for name in wanted:
-        if name not in scfg["methods"]:
-            raise Stage1Error(f"method '{name}' is used but has no entry in stylize.methods")
-        registered = configured_method(name, scfg["methods"])[0]
+def check_methods(cfg: Config) -> None:
+    scfg = cfg.stylize   # the schema checked that each method used has an entry
+    for name in scfg.methods_used:
+        registered = configured_method(name, scfg.methods)[0]
         if registered not in list_methods():
             raise Stage1Error(f"unknown NST method '{registered}' (stylize.methods.{name}); "
                               f"registered: {', '.join(list_methods())}")
-    if scfg["held_out"] in scfg["train_methods"]:
-        raise Stage1Error(f"held-out method '{scfg['held_out']}' is also a training method")
     try:
-        strength_choices(scfg["strength"])
+        strength_choices(scfg.strength)
     except ValueError as exc:
         raise Stage1Error(str(exc)) from None
 
 
-def plan_inputs(cfg: dict, say: Callable[[str], None] = lambda message: None) -> tuple[Plan, Path]:
+def plan_inputs(cfg: Config, say: Callable[[str], None] = lambda message: None) -> tuple[Plan, Path]:
     """The plan of ``cfg`` and the content manifest it draws from; ``say`` hears what was read."""
     content_path, style_path = resolve_inputs(cfg)
     contents = read_content_manifest(content_path)
     styles = read_style_manifest(style_path)
     say(f"[stage1] {len(contents)} contents from {content_path}")
     say(f"[stage1] {len(styles)} styles from {style_path}")
-    return make_plan(contents, styles, cfg, cfg["seed"]), content_path
+    return make_plan(contents, styles, cfg, cfg.seed), content_path
 
 
-def build_plan(cfg: dict) -> tuple[Plan, Path]:
+def build_plan(cfg: Config) -> tuple[Plan, Path]:
     plan, content_path = plan_inputs(cfg, print)
     for line in plan.describe():
         print(f"[stage1]   {line}")
@@ -90,7 +86,7 @@ def build_plan(cfg: dict) -> tuple[Plan, Path]:
     return plan, content_path
 
 
-def claim_output(out: Path, plan: Plan, cfg: dict) -> None:
+def claim_output(out: Path, plan: Plan, cfg: Config) -> None:
     """Refuse to mix shards of two different plans, or of two configs (e.g. another
     ``stylize.square`` or ``image_size``: the same plan, other pixels), in one output folder."""
     if (out / RESOLVED_NAME).is_file():
@@ -116,10 +112,10 @@ def remove_temporaries(out: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def start_ray(cfg: dict) -> None:
-    rcfg = cfg["stylize"]["ray"]
-    init_ray(rcfg["address"], rcfg["num_actors"] * rcfg["num_cpus_per_actor"], rcfg["object_store_mb"])
-    need, have = rcfg["num_gpus_per_actor"], cluster_gpus()
+def start_ray(cfg: Config) -> None:
+    rcfg = cfg.stylize.ray
+    init_ray(rcfg.address, rcfg.num_actors * rcfg.num_cpus_per_actor, rcfg.object_store_mb)
+    need, have = rcfg.num_gpus_per_actor, cluster_gpus()
     if need and have < need:
         raise Stage1Error(f"stylize.ray.num_gpus_per_actor={need} but the Ray cluster has {have:g} "
                           "GPUs: actors would wait forever. Set stylize.ray.num_gpus_per_actor=0 "
@@ -157,17 +153,17 @@ class ShardRunner:
     finished one is renamed into place.
     """
 
-    def __init__(self, cfg: dict, todo: list[ShardPlan], out: Path):
+    def __init__(self, cfg: Config, todo: list[ShardPlan], out: Path):
         import ray
 
-        rcfg = cfg["stylize"]["ray"]
+        rcfg = cfg.stylize.ray
         self.cfg, self.out, self.total = cfg, out, len(todo)
-        self.max_restarts, self.retries = rcfg["max_restarts"], rcfg["shard_retries"]
+        self.max_restarts, self.retries = rcfg.max_restarts, rcfg.shard_retries
         # Ray's own restarts stay off: a replaced actor is counted here, per slot.
-        self.actor_cls = ray.remote(num_cpus=rcfg["num_cpus_per_actor"],
-                                    num_gpus=rcfg["num_gpus_per_actor"], max_restarts=0)(ShardWorker)
+        self.actor_cls = ray.remote(num_cpus=rcfg.num_cpus_per_actor,
+                                    num_gpus=rcfg.num_gpus_per_actor, max_restarts=0)(ShardWorker)
         self.idle = [_Slot(self.actor_cls.remote(cfg))
-                     for _ in range(min(rcfg["num_actors"], len(todo)))]
+                     for _ in range(min(rcfg.num_actors, len(todo)))]
         self.queue, self.attempts = deque(todo), Counter()
         self.running: dict[Any, tuple[_Slot, ShardPlan]] = {}
         self.failures: dict[str, str] = {}
@@ -251,7 +247,7 @@ class ShardRunner:
               f"eta {eta:.0f}s", flush=True)
 
 
-def summarise_splits(cfg: dict, plan: Plan, out: Path, content_manifest: Path) -> dict:
+def summarise_splits(cfg: Config, plan: Plan, out: Path, content_manifest: Path) -> dict:
     """Write each split's ``_info.json`` from its complete shards' stats files."""
     summary = {}
     for split in plan.splits():
@@ -261,14 +257,14 @@ def summarise_splits(cfg: dict, plan: Plan, out: Path, content_manifest: Path) -
         methods = sorted({item.method for shard in plan.shards if shard.split == split
                           for group in shard.groups for item in group.items})
         summary[split] = write_split_info(split_dir, split, stats, {
-            "methods": methods, "held_out": cfg["stylize"]["held_out"],
-            "networks": {m: configured_method(m, cfg["stylize"]["methods"])[0] for m in methods},
-            "content_manifest": str(content_manifest), "image_size": cfg["stylize"]["image_size"],
-            "seed": cfg["seed"]})
+            "methods": methods, "held_out": cfg.stylize.held_out,
+            "networks": {m: configured_method(m, cfg.stylize.methods)[0] for m in methods},
+            "content_manifest": str(content_manifest), "image_size": cfg.stylize.image_size,
+            "seed": cfg.seed})
     return summary
 
 
-def run_stage1(cfg: dict, out: str | Path) -> dict:
+def run_stage1(cfg: Config, out: str | Path) -> dict:
     """Plan, stylize every incomplete shard, summarise. Returns per-split summaries.
 
     The output folder is locked for the run: a second run on it is refused while this one
@@ -293,7 +289,7 @@ def shards_to_do(plan: Plan, out: Path) -> list[ShardPlan]:
     return todo
 
 
-def _stylize_plan(cfg: dict, plan: Plan, out: Path, content_manifest: Path) -> dict:
+def _stylize_plan(cfg: Config, plan: Plan, out: Path, content_manifest: Path) -> dict:
     todo = shards_to_do(plan, out)
     print(f"[stage1] plan: {len(plan.shards)} shards in {len(plan.splits())} splits "
           f"({sum(s.num_items for s in plan.shards)} images); {len(plan.shards) - len(todo)} "

@@ -31,6 +31,7 @@ import faiss  # noqa: E402
 from common import storage  # noqa: E402
 from common.config import add_config_args, load_config  # noqa: E402
 from common.images import open_image  # noqa: E402
+from common.schema import Config  # noqa: E402
 from pipeline.embed import add_model_args, model_recipe  # noqa: E402
 from stylecode import StyleCodeError, StyleModel  # noqa: E402
 from stylecode.index import (KINDS, SearchIndex, build_index, load_index,  # noqa: E402
@@ -41,7 +42,7 @@ from stylecode.sheet import SheetRow, contact_sheet  # noqa: E402
 from stylecode.store import read_folder, read_state  # noqa: E402
 from tagging import TextEncoder  # noqa: E402
 
-def build_command(args: argparse.Namespace, cfg: dict) -> dict:
+def build_command(args: argparse.Namespace, cfg: Config) -> dict:
     folder = storage.resolve(args.embeddings)
     out = storage.resolve(args.out) if args.out else storage.join(folder, "index")
     storage.check_remote(read=[folder], write=[out])
@@ -49,10 +50,10 @@ def build_command(args: argparse.Namespace, cfg: dict) -> dict:
     embeddings = read_folder(folder)
     if not embeddings.ids:
         raise StyleCodeError(f"{folder}: no usable codes (all {embeddings.failed} images failed)")
-    kind, scfg = args.kind or cfg["search"]["index"], cfg["search"]
+    kind, scfg = args.kind or cfg.search.index, cfg.search
     index, factory = build_index(embeddings.codes, kind, scfg)
     recall = None if kind == "flat" else measure_recall(
-        index, embeddings.codes, scfg["k"], scfg["recall_queries"], cfg["seed"])
+        index, embeddings.codes, scfg.k, scfg.recall_queries, cfg.seed)
     state = read_state(folder)
     meta = {"kind": kind, "factory": factory, "parameters": search_parameters(kind, scfg),
             "recall": recall, "embeddings": folder,
@@ -67,7 +68,7 @@ def build_command(args: argparse.Namespace, cfg: dict) -> dict:
     return meta
 
 
-def query_model(args: argparse.Namespace, index: SearchIndex, cfg: dict) -> StyleModel:
+def query_model(args: argparse.Namespace, index: SearchIndex, cfg: Config) -> StyleModel:
     """The model named on the command line, else the one the collection was embedded with;
     baselines are built from --config, else from the config saved beside the embeddings (the
     one they were embedded with). Checked against the index."""
@@ -76,7 +77,7 @@ def query_model(args: argparse.Namespace, index: SearchIndex, cfg: dict) -> Styl
                        recipe)
 
 
-def image_rows(args: argparse.Namespace, index: SearchIndex, k: int, cfg: dict) -> list[SheetRow]:
+def image_rows(args: argparse.Namespace, index: SearchIndex, k: int, cfg: Config) -> list[SheetRow]:
     queries = [open_image(path) for path in args.image]   # an unreadable query names its file
     model = query_model(args, index, cfg)
     scores, positions = index.search(model.embed(queries), k)
@@ -97,12 +98,12 @@ def text_rows(args: argparse.Namespace, index: SearchIndex, k: int) -> list[Shee
     return rows
 
 
-def query_command(args: argparse.Namespace, cfg: dict) -> list[SheetRow]:
+def query_command(args: argparse.Namespace, cfg: Config) -> list[SheetRow]:
     if bool(args.image) == bool(args.text):
         raise StyleCodeError("query by --image (one or more) or by --text, not both or neither")
     storage.check_remote(read=[args.index])
     index = load_index(args.index)
-    k = cfg["search"]["k"] if args.k is None else args.k
+    k = cfg.search.k if args.k is None else args.k
     rows = image_rows(args, index, k, cfg) if args.image else text_rows(args, index, k)
     for number, row in enumerate(rows, start=1):
         print(f"[search] query {number}: {row.label}")
@@ -151,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
-        if cfg["search"]["threads"]:
-            faiss.omp_set_num_threads(cfg["search"]["threads"])
+        if cfg.search.threads:
+            faiss.omp_set_num_threads(cfg.search.threads)
         (build_command if args.command == "build" else query_command)(args, cfg)
     except (ValueError, FileNotFoundError) as exc:  # StyleCodeError, ImageError, ConfigError...
         print(f"[search] error: {exc}", file=sys.stderr)

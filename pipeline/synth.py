@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from common.config import add_config_args, load_config, save_config  # noqa: E402
 from common.images import open_image  # noqa: E402
+from common.schema import Config  # noqa: E402
 from shards.codec import pil_to_tensor, to_pil  # noqa: E402
 from stylize import configured_method, create_method  # noqa: E402
 from world.generate import WorldPaths, contact_sheet, ensure_world, generate_world, world_dir  # noqa: E402
@@ -45,13 +46,13 @@ def _sample(rows: list[dict], count: int, seed: int) -> list[dict]:
     return picked
 
 
-def methods_sheet(paths: WorldPaths, cfg: dict, out_png: Path, thumb: int = 96) -> Path:
+def methods_sheet(paths: WorldPaths, cfg: Config, out_png: Path, thumb: int = 96) -> Path:
     """Rows: per style, its image then one row per method; columns: the contents."""
-    scfg = cfg["stylize"]
-    size, label_w = scfg["image_size"], int(thumb * 1.6)
-    methods = list(scfg["train_methods"]) + ([scfg["held_out"]] if scfg["held_out"] else [])
-    contents = _sample(pq.read_table(paths.content_manifest).to_pylist(), SHEET_CONTENTS, cfg["seed"])
-    styles = _sample(pq.read_table(paths.style_manifest).to_pylist(), SHEET_STYLES, cfg["seed"] + 1)
+    scfg = cfg.stylize
+    size, label_w = scfg.image_size, int(thumb * 1.6)
+    methods = scfg.methods_used
+    contents = _sample(pq.read_table(paths.content_manifest).to_pylist(), SHEET_CONTENTS, cfg.seed)
+    styles = _sample(pq.read_table(paths.style_manifest).to_pylist(), SHEET_STYLES, cfg.seed + 1)
 
     def load(row: dict) -> torch.Tensor:
         return pil_to_tensor(open_image(paths.root / row["path"]).resize((size, size), Image.BICUBIC))
@@ -59,16 +60,16 @@ def methods_sheet(paths: WorldPaths, cfg: dict, out_png: Path, thumb: int = 96) 
     batch = torch.stack([load(row) for row in contents])
     networks = {}
     for name in methods:
-        registered, options = configured_method(name, scfg["methods"])
+        registered, options = configured_method(name, scfg.methods)
         networks[name] = create_method(registered, **options)
     rows = [("contents", [to_pil(image) for image in batch])]
     for style in styles:
         image = load(style)
         rows.append((f"style {style.get('technique', '')}", [to_pil(image)]))
         for name in methods:
-            held = " (held out)" if name == scfg["held_out"] else ""
+            held = " (held out)" if name == scfg.held_out else ""
             with torch.no_grad():
-                outputs = networks[name](batch, image, strength=1.0, seed=cfg["seed"]).cpu()
+                outputs = networks[name](batch, image, strength=1.0, seed=cfg.seed).cpu()
             rows.append((name + held, [to_pil(out) for out in outputs]))
     gap = 3
     sheet = Image.new("RGB", (label_w + SHEET_CONTENTS * (thumb + gap), len(rows) * (thumb + gap)),
@@ -100,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out).expanduser().resolve() if args.out else world_dir(cfg)
-    cfg["world"]["dir"] = str(out)
+    cfg.world.dir = str(out)
     gen = generate_world if args.force else ensure_world
-    paths = gen(cfg["world"], cfg["seed"], out, progress=not args.quiet)
+    paths = gen(cfg.world, cfg.seed, out, progress=not args.quiet)
     config_path = save_config(cfg, out)
     print(f"world:            {paths.root}")
     print(f"content manifest: {paths.content_manifest}")

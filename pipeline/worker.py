@@ -14,6 +14,7 @@ import torch
 from PIL import Image, ImageStat
 
 from common.images import open_image
+from common.schema import Config
 from pipeline.plan import PlannedSample, PlannedItem, ShardPlan
 from shards.codec import encode_jpeg, pil_to_tensor
 from shards.schema import CROP_METHOD, ItemMeta
@@ -76,27 +77,27 @@ def _record(item: PlannedItem) -> ItemMeta:
 class ShardWorker:
     """Holds NST models (built lazily, once) and turns shard plans into shard files."""
 
-    def __init__(self, cfg: dict, device: str | None = None):
+    def __init__(self, cfg: Config, device: str | None = None):
         self.cfg = cfg
-        self.scfg = cfg["stylize"]
+        self.scfg = cfg.stylize
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._methods: dict[str, NSTMethod] = {}
 
     def method(self, name: str) -> NSTMethod:
         if name not in self._methods:
-            registered, options = configured_method(name, self.scfg["methods"])
+            registered, options = configured_method(name, self.scfg.methods)
             self._methods[name] = create_method(registered, device=self.device,
-                                                half=self.scfg["ray"]["half_precision"], **options)
+                                                half=self.scfg.ray.half_precision, **options)
         return self._methods[name]
 
     def square(self, image: Image.Image, size: int) -> Image.Image:
-        return square(image, size, self.scfg["square"])
+        return square(image, size, self.scfg.square)
 
     def _stylize_batch(self, batch: list[PlannedItem], style: torch.Tensor, prepared: dict[str, object]
                        ) -> list[tuple[ItemMeta, bytes | None, str]]:
         """Stylize one batch; ``prepared`` caches each method's style state for this style
         (a style network runs once per style, not once per batch)."""
-        size, quality = self.scfg["image_size"], self.scfg["jpeg_quality"]
+        size, quality = self.scfg.image_size, self.scfg.jpeg_quality
         loaded, results = [], []
         for item in batch:
             try:
@@ -122,7 +123,7 @@ class ShardWorker:
                            encode_jpeg(out, quality), "") for (item, _), out in zip(loaded, outputs)]
 
     def _crops(self, group: PlannedSample, image: Image.Image) -> list[tuple[ItemMeta, bytes | None, str]]:
-        size, quality = self.scfg["crops_size"], self.scfg["jpeg_quality"]
+        size, quality = self.scfg.crops_size, self.scfg.jpeg_quality
         return [(_record(item), encode_jpeg(crop_cell(image, item.params["row"], item.params["col"],
                                                       item.params["grid"], size), quality), "")
                 for item in group.items]
@@ -131,9 +132,9 @@ class ShardWorker:
                        ) -> list[tuple[ItemMeta, bytes | None, str]]:
         if group.items and group.items[0].method == CROP_METHOD:
             return self._crops(group, image)
-        style = pil_to_tensor(self.square(image, self.scfg["image_size"]))
+        style = pil_to_tensor(self.square(image, self.scfg.image_size))
         outputs, prepared = [], {}
-        for batch in method_batches(group.items, self.scfg["ray"]["batch_size"]):
+        for batch in method_batches(group.items, self.scfg.ray.batch_size):
             outputs += self._stylize_batch(batch, style, prepared)
         return sorted(outputs, key=lambda out: out[0].index)
 
@@ -146,8 +147,8 @@ class ShardWorker:
             writer.write_sample(**style, style_jpeg=None,
                                 outputs=[(_record(i), None, reason) for i in group.items])
             return
-        reference = self.square(image, self.scfg["style_image_size"])
-        writer.write_sample(**style, style_jpeg=encode_jpeg(reference, self.scfg["jpeg_quality"]),
+        reference = self.square(image, self.scfg.style_image_size)
+        writer.write_sample(**style, style_jpeg=encode_jpeg(reference, self.scfg.jpeg_quality),
                             outputs=self._group_outputs(group, image))
 
     def write_shard(self, shard: ShardPlan, out_dir: str | Path) -> dict:

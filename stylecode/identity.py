@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from common import storage
+from common.config import as_dict
+from common.schema import Config
 from models.baselines import BASELINE_EVAL_KEYS, list_baselines
 from models.factory import checkpoint_name
 
@@ -146,8 +148,10 @@ def _named_files(value: Any) -> Iterator[Path]:
         yield Path(value)
 
 
-def baseline_config(cfg: dict) -> dict:
-    """The config parts a baseline's codes can depend on (see the module notes)."""
+def baseline_config(cfg: Config | dict) -> dict:
+    """The config parts a baseline's codes can depend on (see the module notes), as plain
+    values: what the hash covers."""
+    cfg = as_dict(cfg)
     return {"seed": cfg["seed"],
             "eval": {key: cfg["eval"][key] for key in BASELINE_EVAL_KEYS},
             "vit": cfg["train"]["model"]["vit"], "vgg": cfg["train"]["model"]["vgg"],

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common import storage
+from common.schema import Search
 from stylecode.identity import StyleCodeError
 from stylecode.store import Embeddings, ModelInfo
 
@@ -40,24 +41,24 @@ def _largest_divisor_at_most(n: int, limit: int) -> int:
     return max(d for d in range(1, max(limit, 1) + 1) if n % d == 0)
 
 
-def factory_string(kind: str, count: int, dim: int, scfg: dict) -> str:
+def factory_string(kind: str, count: int, dim: int, scfg: Search) -> str:
     """The faiss factory string of ``kind`` for ``count`` codes of ``dim`` (config ``search``)."""
     if kind == "flat":
         return "Flat"
     if kind == "hnsw":
-        return f"HNSW{scfg['hnsw_neighbours']}"
+        return f"HNSW{scfg.hnsw_neighbours}"
     if kind == "ivfpq":
-        lists = scfg["ivf_lists"] or max(1, min(round(4 * math.sqrt(count)), count // POINTS_PER_CENTROID))
-        pq_bytes = scfg["pq_bytes"] or _largest_divisor_at_most(dim, dim // 4)
+        lists = scfg.ivf_lists or max(1, min(round(4 * math.sqrt(count)), count // POINTS_PER_CENTROID))
+        pq_bytes = scfg.pq_bytes or _largest_divisor_at_most(dim, dim // 4)
         if dim % pq_bytes:
             raise StyleCodeError(f"search.pq_bytes={pq_bytes} must divide the code dimension {dim}")
-        return f"IVF{lists},PQ{pq_bytes}x{scfg['pq_bits']}"
+        return f"IVF{lists},PQ{pq_bytes}x{scfg.pq_bits}"
     raise StyleCodeError(f"unknown index kind '{kind}'; known: {', '.join(KINDS)}")
 
 
-def search_parameters(kind: str, scfg: dict) -> dict[str, int]:
+def search_parameters(kind: str, scfg: Search) -> dict[str, int]:
     """Query-time settings, applied with faiss.ParameterSpace (saved with the index)."""
-    return {"hnsw": {"efSearch": scfg["hnsw_ef_search"]}, "ivfpq": {"nprobe": scfg["nprobe"]}
+    return {"hnsw": {"efSearch": scfg.hnsw_ef_search}, "ivfpq": {"nprobe": scfg.nprobe}
             }.get(kind, {})
 
 
@@ -74,13 +75,13 @@ def _check_trainable(index: faiss.Index, count: int, factory: str) -> None:
                              "search.index=flat or hnsw")
 
 
-def build_index(codes: np.ndarray, kind: str, scfg: dict) -> tuple[faiss.Index, str]:
+def build_index(codes: np.ndarray, kind: str, scfg: Search) -> tuple[faiss.Index, str]:
     """A trained, filled faiss index of ``codes`` (n, dim) and its factory string."""
     count, dim = codes.shape
     factory = factory_string(kind, count, dim, scfg)
     index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     if kind == "hnsw":
-        index.hnsw.efConstruction = scfg["hnsw_ef_construction"]
+        index.hnsw.efConstruction = scfg.hnsw_ef_construction
     if kind == "ivfpq":  # polysemous codes serve Hamming-filtered search only, unused here, and
         # training them took 4x to 15x the rest of the build (2000 codes: 27 s against 7 s)
         faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training = False

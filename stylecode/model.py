@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from common.config import load_config
+from common.schema import Config
 from common.images import open_image
 from models.checkpoint import FileOverrides
 from models.embedder import Embedder, EmbedderError
@@ -153,11 +154,12 @@ def build(recipe: Recipe, cfg: dict, device: str | torch.device | None = None,
 
 
 def load(*models: str | Path | ModelSpec, weights: Sequence[float] | None = None,
-         config: dict | str | Path | None = None, device: str | torch.device | None = None,
+         config: Config | dict | str | Path | None = None, device: str | torch.device | None = None,
          files: FileOverrides | None = None) -> StyleModel:
     """Load a model: a checkpoint path (``[NAME=]PATH``) or ``"baseline:NAME"``; two of them
-    make a fused pair (``weights``, default 1, 1). ``config``: a config dict or YAML file for
-    baselines (default: the embedded tiny config). ``files``: pretrained files a checkpoint
+    make a fused pair (``weights``, default 1, 1). ``config``: a loaded config, a complete config
+    dict (e.g. a saved one) or a YAML file for baselines (default: the embedded tiny config). ``files``: pretrained files a checkpoint
     names (``{"arbitrary_predict.onnx": PATH}``) found elsewhere than in the installed package."""
-    cfg = config if isinstance(config, dict) else load_config(config)
+    cfg = (config if isinstance(config, Config) else Config.model_validate(config)
+           if isinstance(config, dict) else load_config(config))
     return build(Recipe.parse(models, weights), cfg, device, files)

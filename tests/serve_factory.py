@@ -59,7 +59,7 @@ def write_collection(root: Path) -> tuple[Path, Path]:
 def embed(folder: Path, model: str, out: Path, cfg: dict) -> ModelInfo:
     """The files and state pipeline/embed.py writes for ``folder``, embedded in this process."""
     recipe = model_recipe([model], cfg)
-    images = find_images(str(folder), cfg["embed"]["extensions"])
+    images = find_images(str(folder), cfg.embed.extensions)
     job = Job(cfg, recipe, images, out.resolve(), recipe.hash(cfg), str(folder))
     claim_output(job)
     net = build(recipe, cfg, "cpu")

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.config import DEFAULT_CONFIG, ConfigError, config_for_shards, load_config, save_config
+from common.config import (DEFAULT_CONFIG, ConfigError, config_for_shards, load_config, load_file,
+                           save_config)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -11,10 +12,10 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 def test_default_config_loads_and_overrides_take_yaml_types():
     cfg = load_config(None, ["train.steps=7", "stylize.train_methods=[colour,gram]",
                              "data.content_manifest=null", "train.lr=0.5"])
-    assert cfg["train"]["steps"] == 7
-    assert cfg["stylize"]["train_methods"] == ["colour", "gram"]
-    assert cfg["data"]["content_manifest"] is None
-    assert cfg["train"]["lr"] == 0.5
+    assert cfg.train.steps == 7
+    assert cfg.stylize.train_methods == ["colour", "gram"]
+    assert cfg.data.content_manifest is None
+    assert cfg.train.lr == 0.5
 
 
 def test_typo_in_override_names_key_and_suggests():
@@ -30,8 +31,8 @@ def test_override_without_equals_sign_is_refused():
 def test_child_config_inherits_and_typo_in_file_names_file(tmp_path):
     child = tmp_path / "child.yaml"
     child.write_text(f"inherit: {CONFIGS / 'tiny.yaml'}\ntrain:\n  steps: 11\n")
-    assert load_config(child)["train"]["steps"] == 11
-    assert load_config(child)["train"]["lr"] == load_config()["train"]["lr"]
+    assert load_config(child).train.steps == 11
+    assert load_config(child).train.lr == load_config().train.lr
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"inherit: {CONFIGS / 'tiny.yaml'}\ntrian:\n  steps: 11\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml.*'trian'.*did you mean 'train'"):
@@ -40,7 +41,7 @@ def test_child_config_inherits_and_typo_in_file_names_file(tmp_path):
 
 def test_method_options_are_an_open_section():
     cfg = load_config(None, ["stylize.methods.adain.alpha=0.5"])
-    assert cfg["stylize"]["methods"]["adain"] == {"alpha": 0.5}
+    assert cfg.stylize.methods["adain"] == {"alpha": 0.5}
 
 
 def test_missing_file_and_bad_yaml_are_clear(tmp_path):
@@ -55,7 +56,8 @@ def test_missing_file_and_bad_yaml_are_clear(tmp_path):
 def test_resolved_config_round_trips(tmp_path):
     cfg = load_config(None, ["seed=5"])
     path = save_config(cfg, tmp_path / "run")
-    assert yaml.safe_load(path.read_text()) == cfg
+    assert yaml.safe_load(path.read_text()) == cfg.model_dump()
+    assert load_config(path) == cfg   # the saved config loads as the same typed config
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
@@ -67,7 +69,7 @@ def test_a_run_on_shards_takes_their_config_and_refuses_a_contradiction(tmp_path
     shards = tmp_path / "shards"
     save_config(load_config(None, ["stylize.image_size=224", "seed=3"]), shards)
     cfg = config_for_shards(None, ["train.steps=2"], shards)
-    assert cfg["stylize"]["image_size"] == 224 and cfg["seed"] == 3 and cfg["train"]["steps"] == 2
+    assert cfg.stylize.image_size == 224 and cfg.seed == 3 and cfg.train.steps == 2
     # How stage 1 ran (Ray resources) may differ; what it made may not.
     assert config_for_shards(None, ["stylize.ray.num_actors=7"], shards)["stylize"]["ray"]["num_actors"] == 7
     with pytest.raises(ConfigError, match=r"seed is 0 here but the shards were made with 3"):
@@ -125,7 +127,7 @@ def test_schema_error_names_the_file_that_set_the_value(tmp_path):
     with pytest.raises(ConfigError, match=r"parent.yaml: train.steps = 'zero': Input should be a valid integer"):
         load_config(child)
     # An override of the same key takes the blame instead, and fixes it.
-    assert load_config(child, ["train.steps=3"])["train"]["steps"] == 3
+    assert load_config(child, ["train.steps=3"]).train.steps == 3
 
 
 def test_relative_paths_resolve_against_the_setting_files_folder(tmp_path, monkeypatch):
@@ -138,14 +140,14 @@ def test_relative_paths_resolve_against_the_setting_files_folder(tmp_path, monke
                       "train:\n  model:\n    vgg: {weights: ~/vgg.pth}\n")
     monkeypatch.chdir(tmp_path)
     cfg = load_config(config, ["world.dir=worlds/w"])
-    assert cfg["data"]["content_manifest"] == str(tmp_path / "project" / "data" / "c.parquet")
-    assert cfg["data"]["style_manifest"] == "/abs/s.parquet"
-    assert cfg["stylize"]["methods"]["adain"] == {"dir": str(tmp_path / "project" / "models" / "adain"),
+    assert cfg.data.content_manifest == str(tmp_path / "project" / "data" / "c.parquet")
+    assert cfg.data.style_manifest == "/abs/s.parquet"
+    assert cfg.stylize.methods["adain"] == {"dir": str(tmp_path / "project" / "models" / "adain"),
                                                   "alpha": 0.5}
-    assert cfg["train"]["model"]["vgg"]["weights"] == str(Path.home() / "vgg.pth")
-    assert cfg["world"]["dir"] == str(tmp_path / "worlds" / "w")   # an override: the working dir
+    assert cfg.train.model.vgg.weights == str(Path.home() / "vgg.pth")
+    assert cfg.world.dir == str(tmp_path / "worlds" / "w")   # an override: the working dir
     # The embedded default's world lives in the repository, wherever the command runs.
-    assert load_config()["world"]["dir"] == str(CONFIGS.parent / "data" / "tiny-world")
+    assert load_config().world.dir == str(CONFIGS.parent / "data" / "tiny-world")
 
 
 def test_an_inherit_loop_is_named_not_a_recursion_error(tmp_path):
@@ -175,4 +177,56 @@ def test_a_key_given_twice_names_file_key_and_lines(tmp_path):
         load_config(None, ["stylize.methods.adain={alpha: 1, alpha: 2}"])
     # The same key in two mappings is no duplicate.
     config.write_text(f"inherit: {DEFAULT_CONFIG}\ntrain: {{steps: 3}}\neval: {{batch_size: 3}}\n")
-    assert load_config(config)["train"]["steps"] == 3
+    assert load_config(config).train.steps == 3
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_the_typed_config_holds_the_values_as_written(name):
+    # Numbers keep their type (1 stays 1, not 1.0): saved configs and hashes of models built
+    # from the config stay as they were with the plain dict.
+    assert load_config(CONFIGS / name).model_dump() == load_file(CONFIGS / name)
+
+
+def test_paths_and_side_lists_come_from_the_schema():
+    from common.schema import METHOD_FILE_OPTIONS, PATH_KEYS, baseline_eval_keys
+    assert "train.model.vgg.weights" in PATH_KEYS and "world.dir" in PATH_KEYS
+    assert {"dir", "predict_model", "transform_model"} <= set(METHOD_FILE_OPTIONS)
+    assert baseline_eval_keys() == ("image_size", "moments_max_layer", "gram_layers",
+                                    "gram_channels", "colour_bins")
+    cfg = load_config(None, ["stylize.train_methods=[colour,gram]", "stylize.held_out=histogram"])
+    assert cfg.stylize.methods_used == ["colour", "gram", "histogram"]
+    with pytest.raises(ConfigError, match="model-file option must be a path"):
+        load_config(None, ["stylize.methods.magenta.predict_model=3"])
+
+
+def test_every_key_of_the_schema_says_what_it_means():
+    from pydantic import BaseModel
+
+    from common.schema import Config
+
+    def undocumented(model, prefix=""):
+        for name, field in model.model_fields.items():
+            if not field.description:
+                yield prefix + name
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                yield from undocumented(field.annotation, f"{prefix}{name}.")
+    assert list(undocumented(Config)) == []
+
+
+def test_a_key_with_a_default_in_the_schema_needs_no_line_in_the_root_file():
+    from pydantic import Field
+
+    from common.schema import Config, Section, with_defaults
+
+    class Branch(Section):
+        enabled: bool = Field(False, description="use it")
+        width: int = Field(8, description="its width")
+
+    class Bigger(Config):
+        branch: Branch = Field(default_factory=Branch, description="a new section")
+
+    root = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    filled = with_defaults(root, Bigger)
+    assert filled["branch"] == {"enabled": False, "width": 8} and "branch" not in root
+    assert with_defaults({**root, "branch": {"width": 3}}, Bigger)["branch"] == {"width": 3, "enabled": False}
+    assert with_defaults(root) == root   # tiny.yaml defines every key of today's schema

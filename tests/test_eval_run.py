@@ -55,9 +55,9 @@ def _set_content_manifest(split_dir: Path, manifest: Path | None) -> None:
 def _write_checkpoint(path: Path, overrides: list[str]) -> Path:
     cfg = load_config(None, overrides)
     torch.manual_seed(0)
-    model = StyleEncoder(cfg["train"]["model"], cfg["train"]["image_size"])
+    model = StyleEncoder(cfg.train.model, cfg.train.image_size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), "config": cfg, "step": 0}, path)
+    torch.save({"model": model.state_dict(), "config": cfg.model_dump(), "step": 0}, path)
     return path
 
 
@@ -142,7 +142,7 @@ def _report_from_saved(out: Path) -> dict:
             split.content_gallery_ids, split.contents = saved["content_gallery_ids"], {model: saved["contents"]}
         results.setdefault(model, {})[path.stem] = score_split(
             split, model, CROPS if path.stem == "crops" else TEST,
-            load_config(None, EVAL_OVERRIDES)["eval"]["chunk_size"], torch.device("cpu"))
+            load_config(None, EVAL_OVERRIDES).eval.chunk_size, torch.device("cpu"))
     write_json(results, {}, out / "recomputed.json")
     return json.loads((out / "recomputed.json").read_text())
 

@@ -15,6 +15,8 @@ from PIL import Image
 
 import pipeline.eval as eval_command
 from conftest import write_images_manifest
+from common.config import ConfigError, load_config
+from common.schema import Fused
 from evaluation.embed import EvalError
 from evaluation.fusion import parse_fused
 from evaluation.tagging_eval import TaggedStyles, training_rows
@@ -169,13 +171,21 @@ def test_zero_shot_tags_are_taken_out_of_training_rows():
 
 
 @pytest.mark.parametrize("entries, message", [
-    ([{"models": ["a"]}], "two evaluated models"),
-    ([{"models": ["a", "b"], "weights": [1]}], "two numbers"),
-    ([{"models": ["a", "b"], "weights": [0, 0]}], "not both 0"),
-    ([{"models": ["a", "b"], "weigths": [1, 1]}], r"expected \{models"),
-    ([{"models": ["a", "b"]}, {"models": ["a", "b"]}], "'a\\+b' is given twice"),
+    ("[{models: [a]}]", "at least 2 items"),
+    ("[{models: [a, b], weights: [1]}]", "at least 2 items"),
+    ("[{models: [a, b], weights: [0, 1]}]", "greater than 0"),
+    ("[{models: [a, b], weigths: [1, 1]}]", "weigths"),
+])
+def test_bad_fused_entries_are_config_errors(entries, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [f"eval.fused={entries}"])
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([Fused(models=["a", "c"])], "fuses 'c', which this evaluation does not run"),
+    ([Fused(models=["a", "b"]), Fused(models=["a", "b"])], "'a\\+b' is given twice"),
 ])
 def test_bad_fused_entries_are_named(entries, message):
     with pytest.raises(EvalError, match=message):
         parse_fused(entries, ["a", "b"])
-    assert [f.name for f in parse_fused([{"models": ["b", "a"]}], ["a", "b"])] == ["b+a"]
+    assert [f.name for f in parse_fused([Fused(models=["b", "a"])], ["a", "b"])] == ["b+a"]

@@ -34,7 +34,7 @@ def test_splits_and_disjointness(small_manifests):
     # at most test_styles_per_group styles per held-out group; the same pairs in every test
     # split, one method each
     cfg = load_config()
-    per_group = cfg["stylize"]["test_styles_per_group"]
+    per_group = cfg.stylize.test_styles_per_group
     counts = [sum(g.group == name for g in splits["test-colour"]) for name in test_groups]
     assert counts == [min(per_group, 2)] * len(test_groups)  # the fixture's groups hold 2 styles
     pairs = {s: [(g.style_id, i.content_id) for g in splits[s] for i in g.items]
@@ -42,7 +42,7 @@ def test_splits_and_disjointness(small_manifests):
     assert len({tuple(p) for p in pairs.values()}) == 1
     assert {i.method for g in splits["test-gram"] for i in g.items} == {"gram"}
     assert {i.method for g in splits["train"] for i in g.items} <= {"colour", "gram", "histogram"}
-    grid = cfg["stylize"]["crops_grid"]
+    grid = cfg.stylize.crops_grid
     assert all(len(g.items) == grid * grid for g in splits["crops"])
 
 

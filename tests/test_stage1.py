@@ -45,8 +45,8 @@ def _run(out, overrides, env, cwd, **kwargs):
 
 def _planned(overrides):
     cfg = load_config(None, overrides)
-    plan = make_plan(read_content_manifest(cfg["data"]["content_manifest"]),
-                     read_style_manifest(cfg["data"]["style_manifest"]), cfg, cfg["seed"])
+    plan = make_plan(read_content_manifest(cfg.data.content_manifest),
+                     read_style_manifest(cfg.data.style_manifest), cfg, cfg.seed)
     return {(s.split, g.style_id, i.index) for s in plan.shards for g in s.groups for i in g.items}
 
 
@@ -64,7 +64,7 @@ def test_run_from_another_directory_with_bad_images_then_rerun_skips(small_manif
     content, style = small_manifests
     overrides = _overrides(content, style)
     cfg = load_config(None, overrides)
-    plan = make_plan(read_content_manifest(content), read_style_manifest(style), cfg, cfg["seed"])
+    plan = make_plan(read_content_manifest(content), read_style_manifest(style), cfg, cfg.seed)
     bad_content = plan.shards[0].groups[0].items[0].content_id      # an unreadable content image
     bad_style = plan.shards[0].groups[1].style_id                     # an unreadable style image
     (content.parent / "content" / f"content{bad_content[1:]}.jpg").write_bytes(b"not a jpeg")
@@ -328,8 +328,8 @@ def test_a_read_only_output_folder_is_one_line_and_exit_2(small_manifests, read_
 
 def _planned_by_shard(overrides):
     cfg = load_config(None, overrides)
-    plan = make_plan(read_content_manifest(cfg["data"]["content_manifest"]),
-                     read_style_manifest(cfg["data"]["style_manifest"]), cfg, cfg["seed"])
+    plan = make_plan(read_content_manifest(cfg.data.content_manifest),
+                     read_style_manifest(cfg.data.style_manifest), cfg, cfg.seed)
     return {f"{s.split}/shard-{s.number:06d}": {(s.split, g.style_id, i.index) for g in s.groups
                                                 for i in g.items} for s in plan.shards}
 

@@ -85,7 +85,7 @@ def test_saved_configs_and_checkpoints_hold_no_credentials(tmp_path):
     cfg = load_config(None, ["storage.options.s3.secret=s3cr3t", "storage.options.s3.key=AKIA1",
                              "storage.options.s3.endpoint_url=http://minio:9000",
                              "storage.options.s3.client_kwargs.aws_session_token=tok"])
-    assert cfg["storage"]["options"]["s3"]["secret"] == "s3cr3t"   # used while running
+    assert cfg.storage.options["s3"]["secret"] == "s3cr3t"   # used while running
     saved = save_config(cfg, tmp_path / "run").read_text()
     for secret in ("s3cr3t", "AKIA1", "tok"):
         assert secret not in saved and secret not in repr(public(cfg))

@@ -128,3 +128,24 @@ def test_errors_name_what_is_wrong(inputs, tmp_path):
         model.embed([inputs["paths"][0], broken])
     with pytest.raises(stylecode.StyleCodeError, match="fused pair"):
         stylecode.load(inputs["checkpoint"], weights=(1, 1))
+
+
+# The baselines' hashes as the plain-dict config gave them: existing embeddings and indexes
+# name their models by these, so the typed config must hash to the same bytes.
+KNOWN_BASELINE_HASHES = {
+    (): {"colour_hist": "e104e48b6b07a815", "magenta_style": "f1fc60393be2e297",
+         "vgg_gram": "e3ac24de1b7943b3", "vgg_moments": "4ad53f023f9ee5c6",
+         "vit_raw": "7a34a3c211d9c020"},
+    ("seed=1", "eval.gram_channels=16"): {
+        "colour_hist": "50253b7702003b37", "magenta_style": "53c1844ccd59db42",
+        "vgg_gram": "1489f30da7a093c1", "vgg_moments": "4c2ccbb314ab85c5",
+        "vit_raw": "b3f7a50ff95da3ab"},
+}
+
+
+@pytest.mark.parametrize("overrides", list(KNOWN_BASELINE_HASHES))
+def test_baseline_hashes_are_those_of_the_plain_dict_config(overrides):
+    cfg = load_config(None, list(overrides))
+    hashes = {name: stylecode.baseline_hash(name, cfg) for name in KNOWN_BASELINE_HASHES[overrides]}
+    assert hashes == KNOWN_BASELINE_HASHES[overrides]
+    assert stylecode.baseline_hash("vgg_gram", cfg.model_dump()) == hashes["vgg_gram"]

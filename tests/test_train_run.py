@@ -68,7 +68,7 @@ def test_torchrun_uneven_shards_nan_stop_and_exact_resume(uneven_shards, tmp_pat
     assert [r["step"] for r in logged] == [1, 2, 4, 6]
     assert all({"loss", "lr", "samples_per_s", "eta_s"} <= r.keys() for r in logged)
     encoder, cfg = load_encoder(tmp_path / "straight" / "checkpoints" / "last.pt")
-    assert cfg["train"]["steps"] == 6 and encoder(torch.rand(2, 3, 32, 32)).shape == (2, 128)
+    assert cfg.train.steps == 6 and encoder(torch.rand(2, 3, 32, 32)).shape == (2, 128)
 
     # A NaN at step 5 stops both ranks; the checkpoint of step 4 stays as it was.
     interrupted = tmp_path / "interrupted"
@@ -112,7 +112,7 @@ def test_no_nst_mode_with_two_view_term_trains_in_process(tmp_path):
     make_split(shards, "train", n_styles=12, per_style=2, size=32, styles_per_shard=6, styles_per_group=3)
     cfg = tiny_cfg("train.mode=no_nst", "train.ss_weight=0.5", "train.num_workers=0",
                    "train.steps=2", "train.checkpoint_every=1")
-    batch = next(batch_iterator(shards, cfg["train"], 0, rank=0, world_size=1))
+    batch = next(batch_iterator(shards, cfg.train, 0, rank=0, world_size=1))
     assert batch["images"].shape == batch["views"].shape == (6, 3, 32, 32)
     groups = batch["labels"].view(3, 2)
     assert (groups[:, 0] == groups[:, 1]).all() and len(set(groups[:, 0].tolist())) == 3
@@ -180,11 +180,11 @@ def test_group_term_joins_the_loss(tmp_path):
     for positives, names in [("style", {"infonce"}), ("group", {"group_infonce"}),
                              ("both", {"infonce", "group_infonce"})]:
         cfg = tiny_cfg(*base, f"train.positives={positives}")
-        batch = next(iter(StyleBatches(train_shards(tmp_path), cfg["train"], 0, 0, 1)))
-        terms = loss_terms(build_encoder(cfg), batch, cfg["train"], env)
+        batch = next(iter(StyleBatches(train_shards(tmp_path), cfg.train, 0, 0, 1)))
+        terms = loss_terms(build_encoder(cfg), batch, cfg.train, env)
         assert set(terms) == names
         expected = sum(value.item() for value in terms.values()) / len(terms)
-        assert weighted_loss(terms, cfg["train"]).item() == pytest.approx(expected)
+        assert weighted_loss(terms, cfg.train).item() == pytest.approx(expected)
 
 
 def test_fewer_shards_than_workers_still_feeds_every_worker(tmp_path):

@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms.v2 import functional as TF
 
 from common import storage
+from common.schema import Train
 from shards.codec import decode_image, pil_to_tensor
 from shards.reader import (ShardError, check_shard, complete_shards, incomplete_shards, raw_samples,
                            sample_meta)
@@ -103,8 +104,6 @@ def train_shards(shards_root: str | Path, bad_shards: str = "error",
 def _readable(urls: list[str], bad_shards: str, warn: Callable[[str], None]) -> list[str]:
     """``urls`` less the shards that fail :func:`check_shard`: an error unless ``bad_shards``
     is ``skip``, then a warning."""
-    if bad_shards not in BAD_SHARDS:
-        raise ValueError(f"train.bad_shards must be one of {BAD_SHARDS}, got {bad_shards!r}")
     problems = {}
     for url in urls:
         try:
@@ -218,14 +217,14 @@ def read_style_groups(urls: list[str]) -> dict[str, list[bytes]]:
     return groups
 
 
-def batch_shortfall(train_cfg: dict, styles_per_group: dict[str, int]) -> str | None:
+def batch_shortfall(train_cfg: Train, styles_per_group: dict[str, int]) -> str | None:
     """Why the train split's styles (count per group) cannot fill a batch of ``train_cfg``, or
     None. The no-NST control draws ``styles_per_batch`` distinct groups of 2+ styles; the other
     modes stream styles and never run short."""
-    if train_cfg["mode"] != "no_nst":
+    if train_cfg.mode != "no_nst":
         return None
     usable = sum(count > 1 for count in styles_per_group.values())
-    wanted = train_cfg["styles_per_batch"]
+    wanted = train_cfg.styles_per_batch
     if usable >= wanted:
         return None
     fix = f"set train.styles_per_batch to at most {usable}" if usable >= 2 else \
@@ -258,15 +257,13 @@ class StyleBatches(IterableDataset):
     (the DataLoader yields them round-robin in that order).
     """
 
-    def __init__(self, urls: list[str], train_cfg: dict, seed: int, rank: int, world_size: int,
+    def __init__(self, urls: list[str], train_cfg: Train, seed: int, rank: int, world_size: int,
                  start_batch: int = 0):
         super().__init__()
         self.urls, self.cfg, self.seed = urls, train_cfg, seed
         self.rank, self.world_size, self.start_batch = rank, world_size, start_batch
-        self.mode = train_cfg["mode"]
-        if self.mode not in MODES:
-            raise ValueError(f"train.mode must be one of {MODES}, got {self.mode!r}")
-        self.two_views = train_cfg["ss_weight"] > 0
+        self.mode = train_cfg.mode
+        self.two_views = train_cfg.ss_weight > 0
         self.style_groups: dict[str, list[bytes]] = {}
         if self.mode == "no_nst":
             groups = read_style_groups(urls)
@@ -280,11 +277,11 @@ class StyleBatches(IterableDataset):
         return np.random.default_rng([self.seed, self.rank, batch, purpose])
 
     def _nst_draws(self, worker: int, workers: int, first: int) -> Iterator[tuple[int, list[Draw]]]:
-        n, k = self.cfg["styles_per_batch"], self.cfg["images_per_style"]
+        n, k = self.cfg.styles_per_batch, self.cfg.images_per_style
         stream = iter(raw_sample_stream(self.urls, self.seed, self.world_size * workers))
-        if self.cfg["shuffle_buffer"] > 0:
+        if self.cfg.shuffle_buffer > 0:
             rng = random.Random(f"{self.seed}:{self.rank}:{worker}")
-            stream = iter(wds.shuffle(self.cfg["shuffle_buffer"], self.cfg["shuffle_buffer"],
+            stream = iter(wds.shuffle(self.cfg.shuffle_buffer, self.cfg.shuffle_buffer,
                                       rng=rng)(stream))
         # Resume: skip the samples of the batches already made, still undecoded.
         stream = itertools.islice(stream, first * n, None)
@@ -297,13 +294,13 @@ class StyleBatches(IterableDataset):
         """``nst`` mode with group positives: each batch takes same-group pairs (see
         :func:`pair_groups`) from a pool of ``shuffle_buffer`` streamed samples, which the
         stream refills. A resumed stream replays the pool's choices without decoding."""
-        n, k = self.cfg["styles_per_batch"], self.cfg["images_per_style"]
+        n, k = self.cfg.styles_per_batch, self.cfg.images_per_style
         stream = iter(raw_sample_stream(self.urls, self.seed, self.world_size * workers))
         pool: list[tuple[tuple[str, str], dict]] = []   # ((group, style id), raw sample)
         for local in itertools.count():
             batch = worker + local * workers
             rng = self._rng(batch, 0)
-            while len(pool) < max(self.cfg["shuffle_buffer"], n):
+            while len(pool) < max(self.cfg.shuffle_buffer, n):
                 sample = next(stream)
                 meta = sample_meta(sample)
                 pool.append(((sample_group(meta), meta.style_id), sample))
@@ -315,7 +312,7 @@ class StyleBatches(IterableDataset):
                 yield batch, [draw_from_sample(sample, k, rng) for sample in samples]
 
     def _no_nst_draws(self, worker: int, workers: int, first: int) -> Iterator[tuple[int, list[Draw]]]:
-        n, k = self.cfg["styles_per_batch"], self.cfg["images_per_style"]
+        n, k = self.cfg.styles_per_batch, self.cfg.images_per_style
         names = list(self.style_groups)
         for local in itertools.count(first):
             batch = worker + local * workers
@@ -333,25 +330,25 @@ class StyleBatches(IterableDataset):
         if self.mode == "no_nst":
             draws = self._no_nst_draws
         else:
-            draws = self._nst_draws if self.cfg["positives"] == "style" else self._group_draws
+            draws = self._nst_draws if self.cfg.positives == "style" else self._group_draws
         for batch, drawn in draws(worker, workers, first):
-            yield assemble(drawn, self.cfg["image_size"], self._rng(batch, 1), self.two_views,
-                           self.cfg["augment"])
+            yield assemble(drawn, self.cfg.image_size, self._rng(batch, 1), self.two_views,
+                           self.cfg.augment)
 
 
-def batch_iterator(shards_root: str | Path, train_cfg: dict, seed: int, rank: int, world_size: int,
+def batch_iterator(shards_root: str | Path, train_cfg: Train, seed: int, rank: int, world_size: int,
                    start_batch: int = 0, pin_memory: bool = False) -> Iterator[dict]:
     """The endless batch stream of one rank over the train split of ``shards_root``."""
-    urls = train_shards(shards_root, train_cfg["bad_shards"])
+    urls = train_shards(shards_root, train_cfg.bad_shards)
     return batch_stream(urls, train_cfg, seed, rank, world_size, start_batch, pin_memory)
 
 
-def batch_stream(urls: list[str], train_cfg: dict, seed: int, rank: int, world_size: int,
+def batch_stream(urls: list[str], train_cfg: Train, seed: int, rank: int, world_size: int,
                  start_batch: int = 0, pin_memory: bool = False) -> Iterator[dict]:
     """The endless batch stream of one rank over shards ``urls``, positioned at global batch
     ``start_batch``."""
     dataset = StyleBatches(urls, train_cfg, seed, rank, world_size, start_batch)
-    workers = train_cfg["num_workers"]
+    workers = train_cfg.num_workers
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory,
                         prefetch_factor=2 if workers > 0 else None)
     stream = iter(loader)

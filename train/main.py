@@ -49,6 +49,7 @@ from torch.nn.parallel import DistributedDataParallel
 from common import storage
 from common.config import add_config_args, config_for_shards, public, save_config
 from common.files import FolderLock, LockedError
+from common.schema import Config, Train
 from models.checkpoint import SPEC_KEY, load_checkpoint, save_checkpoint
 from models.encoder import ModelConfigError, build_encoder
 from shards.reader import ShardError
@@ -123,13 +124,13 @@ def lr_factor(warmup_steps: int, total_steps: int):
     return factor
 
 
-def build_optimizer(model: torch.nn.Module, train_cfg: dict) -> torch.optim.AdamW:
+def build_optimizer(model: torch.nn.Module, train_cfg: Train) -> torch.optim.AdamW:
     # No weight decay on biases, norms and embeddings' 1-d parameters (the usual ViT recipe).
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg["weight_decay"]},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=train_cfg["lr"])
+    return torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=train_cfg.lr)
 
 
 def all_finite(loss: torch.Tensor, env: Distributed) -> bool:
@@ -154,7 +155,7 @@ POSITIVE_TERMS = {"style": {"infonce": "labels"}, "group": {"group_infonce": "gr
                   "both": {"infonce": "labels", "group_infonce": "groups"}}
 
 
-def loss_terms(model: torch.nn.Module, batch: dict, train_cfg: dict, env: Distributed
+def loss_terms(model: torch.nn.Module, batch: dict, train_cfg: Train, env: Distributed
                ) -> dict[str, torch.Tensor]:
     """The unweighted loss terms of a batch: the multi-positive contrastive terms of
     ``train.positives`` (``infonce`` over styles, ``group_infonce`` over groups) and, when the
@@ -166,10 +167,10 @@ def loss_terms(model: torch.nn.Module, batch: dict, train_cfg: dict, env: Distri
     with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=env.device.type == "cuda"):
         codes = model(images)
     codes = codes.float()
-    temperature = train_cfg["temperature"]
+    temperature = train_cfg.temperature
     view_a, view_b = codes.chunk(2) if two_views else (codes, None)
     # The no-NST control's labels are its raw groups already: one term.
-    positives = train_cfg["positives"] if train_cfg["mode"] == "nst" else "style"
+    positives = train_cfg.positives if train_cfg.mode == "nst" else "style"
     terms = {name: multi_positive_infonce(view_a, batch[key].to(env.device, non_blocking=True),
                                           temperature)
              for name, key in POSITIVE_TERMS[positives].items()}
@@ -178,15 +179,15 @@ def loss_terms(model: torch.nn.Module, batch: dict, train_cfg: dict, env: Distri
     return terms
 
 
-def weighted_loss(terms: dict[str, torch.Tensor], train_cfg: dict) -> torch.Tensor:
+def weighted_loss(terms: dict[str, torch.Tensor], train_cfg: Train) -> torch.Tensor:
     """The loss minimised: the mean of the contrastive terms plus ``ss_weight`` times the
     two-view term when present."""
     contrastive = [value for name, value in terms.items() if name != "two_view"]
     loss = torch.stack(contrastive).mean()
-    return loss + train_cfg["ss_weight"] * terms["two_view"] if "two_view" in terms else loss
+    return loss + train_cfg.ss_weight * terms["two_view"] if "two_view" in terms else loss
 
 
-def compute_loss(model: torch.nn.Module, batch: dict, train_cfg: dict, env: Distributed) -> torch.Tensor:
+def compute_loss(model: torch.nn.Module, batch: dict, train_cfg: Train, env: Distributed) -> torch.Tensor:
     """The loss of a batch (what the benchmarks time)."""
     return weighted_loss(loss_terms(model, batch, train_cfg, env), train_cfg)
 
@@ -248,10 +249,10 @@ class MetricsLog:
         self.board.flush()  # on disk now: a run killed later keeps what it logged
 
 
-def checkpoint_state(model, optimizer, scheduler, step: int, cfg: dict, env: Distributed) -> dict:
-    train_cfg = cfg["train"]
-    position = {"seed": cfg["seed"], "batches": step, "world_size": env.world_size,
-                "num_workers": train_cfg["num_workers"], "mode": train_cfg["mode"]}
+def checkpoint_state(model, optimizer, scheduler, step: int, cfg: Config, env: Distributed) -> dict:
+    train_cfg = cfg.train
+    position = {"seed": cfg.seed, "batches": step, "world_size": env.world_size,
+                "num_workers": train_cfg.num_workers, "mode": train_cfg.mode}
     return {"model": unwrap(model).state_dict(), SPEC_KEY: unwrap(model).spec(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "step": step, "data_position": position, "config": public(cfg)}
@@ -261,7 +262,7 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def restore(path: str | Path, model, optimizer, scheduler, cfg: dict, env: Distributed) -> int:
+def restore(path: str | Path, model, optimizer, scheduler, cfg: Config, env: Distributed) -> int:
     """Load ``last.pt`` into model, optimizer and scheduler; returns the step to continue from."""
     if not storage.is_file(path):
         raise FileNotFoundError(f"no checkpoint at {path}: nothing to resume (run without --resume "
@@ -276,7 +277,7 @@ def restore(path: str | Path, model, optimizer, scheduler, cfg: dict, env: Distr
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     position = state["data_position"]
-    now = {"world_size": env.world_size, "num_workers": cfg["train"]["num_workers"]}
+    now = {"world_size": env.world_size, "num_workers": cfg.train.num_workers}
     changed = {k: (position[k], v) for k, v in now.items() if position[k] != v}
     if changed and env.is_main:
         print(f"resume: {changed} differ from the saved run (saved, now): the data stream goes "
@@ -284,15 +285,15 @@ def restore(path: str | Path, model, optimizer, scheduler, cfg: dict, env: Distr
     return int(state["step"])
 
 
-def setup_model(cfg: dict, env: Distributed):
-    torch.manual_seed(cfg["seed"])  # identical initial weights on every rank
+def setup_model(cfg: Config, env: Distributed):
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_encoder(cfg).to(env.device)
     if dist.is_initialized():
         device_ids = [env.device.index] if env.device.type == "cuda" else None
         model = DistributedDataParallel(model, device_ids=device_ids)
-    optimizer = build_optimizer(model, cfg["train"])
+    optimizer = build_optimizer(model, cfg.train)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_factor(cfg["train"]["warmup_steps"], cfg["train"]["steps"]))
+        optimizer, lr_factor(cfg.train.warmup_steps, cfg.train.steps))
     return model, optimizer, scheduler
 
 
@@ -301,20 +302,20 @@ def write_rank_record(out: str, env: Distributed, record: dict) -> None:
                        json.dumps(dict(record, rank=env.rank)))
 
 
-def train_steps(model, optimizer, scheduler, stream, cfg: dict, out: str, logs: storage.LocalMirror,
+def train_steps(model, optimizer, scheduler, stream, cfg: Config, out: str, logs: storage.LocalMirror,
                 start: int, env: Distributed) -> dict:
     """The loop proper: runs steps ``start+1..train.steps``; returns timing and loss figures.
     Rank 0's logs go to ``logs`` (the run folder, or its local mirror: pushed with each
     checkpoint)."""
-    train_cfg = cfg["train"]
-    total = train_cfg["steps"]
+    train_cfg = cfg.train
+    total = train_cfg.steps
     checkpoint = last_checkpoint_path(out)
     figures = {"first_loss": None, "final_loss": None, "images": 0, "data_seconds": 0.0}
     interval_losses: dict[str, float] = {}   # loss name -> sum over the interval's steps
     interval_steps, interval_start = 0, time.perf_counter()
     loop_start, timed_images = None, 0
     model.train()
-    with MetricsLog(logs.folder, total, env.is_main, train_cfg["tensorboard"], start) as metrics:
+    with MetricsLog(logs.folder, total, env.is_main, train_cfg.tensorboard, start) as metrics:
         for step in range(start + 1, total + 1):
             fetch_start = time.perf_counter()
             batch = next(stream)
@@ -328,7 +329,7 @@ def train_steps(model, optimizer, scheduler, stream, cfg: dict, out: str, logs: 
                     "train.temperature / train.warmup_steps")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg["grad_clip"])
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
             optimizer.step()
             scheduler.step()
             images = batch["labels"].shape[0] * (2 if "views" in batch else 1) * env.world_size
@@ -340,7 +341,7 @@ def train_steps(model, optimizer, scheduler, stream, cfg: dict, out: str, logs: 
             for name, value in {"total": loss, **terms}.items():
                 interval_losses[name] = interval_losses.get(name, 0.0) + value.item()
             interval_steps += 1
-            if step == start + 1 or step % train_cfg["log_every"] == 0 or step == total:
+            if step == start + 1 or step % train_cfg.log_every == 0 or step == total:
                 elapsed = time.perf_counter() - interval_start
                 losses = means_over_ranks({name: value / interval_steps
                                            for name, value in interval_losses.items()}, env)
@@ -350,7 +351,7 @@ def train_steps(model, optimizer, scheduler, stream, cfg: dict, out: str, logs: 
                 metrics.log(step, losses, scheduler.get_last_lr()[0],
                             images * interval_steps / elapsed, elapsed / interval_steps)
                 interval_losses, interval_steps, interval_start = {}, 0, time.perf_counter()
-            if env.is_main and (step % train_cfg["checkpoint_every"] == 0 or step == total):
+            if env.is_main and (step % train_cfg.checkpoint_every == 0 or step == total):
                 save_checkpoint(checkpoint, checkpoint_state(model, optimizer, scheduler, step, cfg, env))
                 logs.push()
     seconds = time.perf_counter() - loop_start if loop_start else 0.0
@@ -359,14 +360,14 @@ def train_steps(model, optimizer, scheduler, stream, cfg: dict, out: str, logs: 
     return figures
 
 
-def run_training(cfg: dict, shards: str | Path, out: str | Path, resume: bool = False) -> dict:
+def run_training(cfg: Config, shards: str | Path, out: str | Path, resume: bool = False) -> dict:
     """Train (or, with ``resume``, continue) a run; returns a summary of it.
 
     Summary keys: steps, start_step, first_loss, final_loss, samples_per_s, data_fraction
     (share of the timed loop spent waiting for batches), peak_rss_mb (this process), checkpoint,
     run_dir.
     """
-    main_rank, bad_shards = int(os.environ.get("RANK", "0")) == 0, cfg["train"]["bad_shards"]
+    main_rank, bad_shards = int(os.environ.get("RANK", "0")) == 0, cfg.train.bad_shards
     out = storage.resolve(out)
     storage.check_remote(read=[shards], write=[out] if main_rank else [])
     # Fail fast on missing or cut shards, before building the model; every rank checks (the
@@ -388,10 +389,10 @@ def warn_on_stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def _train(cfg: dict, urls: list[str], out: str, logs: storage.LocalMirror, resume: bool) -> dict:
+def _train(cfg: Config, urls: list[str], out: str, logs: storage.LocalMirror, resume: bool) -> dict:
     env = init_distributed()
     if env.device.type == "cpu":
-        torch.set_num_threads(cpu_threads(cfg["train"]["threads"]))
+        torch.set_num_threads(cpu_threads(cfg.train.threads))
     if env.is_main:
         save_config(cfg, out)
     model, optimizer, scheduler = setup_model(cfg, env)
@@ -402,10 +403,10 @@ def _train(cfg: dict, urls: list[str], out: str, logs: storage.LocalMirror, resu
     if start == 0 and env.is_main:
         save_checkpoint(start_checkpoint_path(out),
                         checkpoint_state(model, optimizer, scheduler, 0, cfg, env))
-    stream = batch_stream(urls, cfg["train"], cfg["seed"], env.rank, env.world_size,
+    stream = batch_stream(urls, cfg.train, cfg.seed, env.rank, env.world_size,
                           start_batch=start, pin_memory=env.device.type == "cuda")
     figures = train_steps(model, optimizer, scheduler, stream, cfg, out, logs, start, env)
-    steps = max(start, cfg["train"]["steps"])
+    steps = max(start, cfg.train.steps)
     write_rank_record(out, env, {"steps": steps, "steps_run": steps - start,
                                  "images": figures["images"] // env.world_size})
     if dist.is_initialized():

@@ -93,8 +93,14 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, *keys])
 
 
+def _plain(world_cfg) -> dict:
+    """A world section as a dict: the loaded config's typed section, or a dict already."""
+    return world_cfg.model_dump() if hasattr(world_cfg, "model_dump") else world_cfg
+
+
 def normalise_world(world_cfg: dict) -> dict:
     """The generation-relevant part of a world config, validated (``dir`` is not part of it)."""
+    world_cfg = _plain(world_cfg)
     missing = [k for k in WORLD_KEYS if k not in world_cfg]
     if missing:
         raise WorldError(f"world config is missing key(s) {missing}")
@@ -201,7 +207,7 @@ def _marker_payload(world_cfg: dict, seed: int, groups: list[GroupSpec]) -> dict
     return {
         "generator_version": GENERATOR_VERSION,
         "seed": int(seed),
-        "world": json.loads(json.dumps(world_cfg)),
+        "world": json.loads(json.dumps(_plain(world_cfg))),
         "counts": None,
         "groups": {g.group_id: {"category": g.category,
                                 "images": [{**p.as_dict(), "tags": p.tags()} for p in g.image_params]}
