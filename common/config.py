@@ -25,14 +25,15 @@ import yaml
 from pydantic import ValidationError
 
 from common import storage
-from common.schema import METHOD_FILE_OPTIONS, PATH_KEYS, Config, with_defaults
+from common.schema import METHOD_FILE_OPTIONS, PATH_KEYS, Config, open_keys, with_defaults
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"
 RESOLVED_NAME = "config.yaml"
 
 # Sections whose children are free-form (e.g. per-method options): new keys are allowed there.
-OPEN_SECTIONS = ("stylize.methods", "demo.variants", "storage.options")
+# The schema types them as mappings.
+OPEN_SECTIONS = open_keys()
 
 
 class ConfigError(ValueError):

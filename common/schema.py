@@ -20,7 +20,7 @@ fields of :class:`MethodFiles`.
 from __future__ import annotations
 
 import copy
-from typing import Annotated, Any, Iterator, Literal, Optional, Union
+from typing import Annotated, Any, Iterator, Literal, Optional, Union, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, WrapValidator, model_validator
 
@@ -555,6 +555,19 @@ def path_keys(model: type[BaseModel] = None, prefix: str = "") -> tuple[str, ...
             keys.append(prefix + name)
         elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             keys.extend(path_keys(field.annotation, f"{prefix}{name}."))
+    return tuple(keys)
+
+
+def open_keys(model: type[BaseModel] = None, prefix: str = "") -> tuple[str, ...]:
+    """The dotted keys typed as free-form mappings (per-method options, demo variants, storage
+    options): a config may add keys under them."""
+    model = Config if model is None else model
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        if get_origin(field.annotation) is dict:
+            keys.append(prefix + name)
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            keys.extend(open_keys(field.annotation, f"{prefix}{name}."))
     return tuple(keys)
 
 
