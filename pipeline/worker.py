@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Literal
 
 import torch
 from PIL import Image, ImageStat
@@ -21,10 +21,8 @@ from shards.schema import CROP_METHOD, ItemMeta
 from shards.writer import ShardWriter
 from stylize import NSTMethod, configured_method, create_method
 
-SQUARE_MODES = ("crop", "pad")        # stylize.square
 
-
-def square(image: Image.Image, size: int, mode: str = "crop") -> Image.Image:
+def square(image: Image.Image, size: int, mode: Literal["crop", "pad"] = "crop") -> Image.Image:
     """A ``size`` x ``size`` view of the image (every output of a split has one shape).
 
     ``crop``: the centre square, resized. ``pad``: the whole image, long side resized to
@@ -33,8 +31,6 @@ def square(image: Image.Image, size: int, mode: str = "crop") -> Image.Image:
     """
     if mode == "crop":
         return centre_square(image).resize((size, size), Image.BICUBIC)
-    if mode != "pad":
-        raise ValueError(f"stylize.square must be one of {SQUARE_MODES}, got {mode!r}")
     scale = size / max(image.size)
     fitted = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                           Image.BICUBIC)

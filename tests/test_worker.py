@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.config import load_config
+from common.config import ConfigError, load_config
 from pipeline.worker import ShardWorker, crop_cell, square
 
 RED, BLUE, GREEN, WHITE = (220, 20, 20), (20, 20, 220), (20, 200, 20), (250, 250, 250)
@@ -41,8 +41,8 @@ def test_pad_keeps_the_whole_image_on_its_mean_colour():
 
 
 def test_an_unknown_mode_is_refused():
-    with pytest.raises(ValueError, match="stylize.square must be one of"):
-        square(_wide(), 16, "stretch")
+    with pytest.raises(ConfigError, match="stylize.square = 'stretch': Input should be 'crop' or 'pad'"):
+        load_config(None, ["stylize.square=stretch"])
 
 
 def test_the_worker_squares_as_configured():
