@@ -27,7 +27,6 @@ from common.images import open_image  # noqa: E402
 from common.schema import Config  # noqa: E402
 from models.checkpoint import save_checkpoint  # noqa: E402
 from models.encoder import build_encoder  # noqa: E402
-from pipeline.plan import strength_choices  # noqa: E402
 from pipeline.runner import build_plan, run_stage1  # noqa: E402
 from pipeline.worker import ShardWorker, method_batches, square  # noqa: E402
 from shards.codec import pil_to_tensor  # noqa: E402
@@ -112,7 +111,7 @@ def on_the_fly_batches(cfg: Config, worker: ShardWorker):
     groups = [g for shard in plan.shards if shard.split == TRAIN_SPLIT for g in shard.groups]
     contents = sorted({(i.content_id, i.content_path) for g in groups for i in g.items})
     rng = np.random.default_rng(0)
-    strengths = strength_choices(scfg.strength)
+    strengths = scfg.strengths
     size, stylize_size = tcfg.image_size, scfg.image_size
     while True:
         images, labels = [], []

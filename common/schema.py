@@ -194,6 +194,12 @@ class Stylize(Section):
     ray: StylizeRay = Field(description="the Ray actors that run the NST methods")
 
     @property
+    def strengths(self) -> list[float]:
+        """``strength`` as a list: the values each stylization draws from (one, or several)."""
+        values = self.strength if isinstance(self.strength, list) else [self.strength]
+        return [float(v) for v in values]
+
+    @property
     def methods_used(self) -> list[str]:
         """The methods stage 1 runs: ``train_methods`` then ``held_out`` (if any)."""
         return [*self.train_methods, *([self.held_out] if self.held_out else [])]
@@ -360,7 +366,8 @@ class Labelled(Section):
         "null: none, or the world's (below)"))
     columns: Optional[Annotated[list[Text], Field(min_length=1)]] = Field(description=(
         "label columns to score; null: every column but path and id"))
-    protocols: Annotated[list[Literal["loo", "split", "unseen"]], Field(min_length=1)] = Field(description=(
+    protocols: Annotated[list[Literal["loo", "split", "unseen"]], Field(min_length=1)] = Field(
+        description=(
         "loo: each labelled image queries all the others; split: a fixed query/database split "
         "(labelled/split.csv, reused by reruns); unseen: the images of style groups stage 1 "
         "held out of training query the whole collection (needs --shards; a trained encoder has "

@@ -104,15 +104,6 @@ def _split_contents(contents: list[ContentRow], cfg: Config, rng: np.random.Gene
     return train, test
 
 
-def strength_choices(value: float | list) -> list[float]:
-    """``stylize.strength`` as a list: one value, or the values each stylization draws from."""
-    values = value if isinstance(value, list) else [value]
-    if not values or not all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in values):
-        raise ValueError(f"stylize.strength must be a number in [0, 1] or a non-empty list of "
-                         f"them, got {value!r}")
-    return [float(v) for v in values]
-
-
 def _draw_items(pool: list[ContentRow], count: int, methods: list[str], strengths: list[float],
                 rng: np.random.Generator) -> tuple[PlannedItem, ...]:
     picks = rng.choice(len(pool), size=min(count, len(pool)), replace=False)
@@ -168,7 +159,7 @@ def make_plan(contents: list[ContentRow], styles: list[StyleRow], cfg: Config, s
     rng = np.random.default_rng(seed)
     train_styles, test_styles = _split_styles(styles, scfg, rng)
     train_contents, test_contents = _split_contents(contents, scfg, rng)
-    strengths = strength_choices(scfg.strength)
+    strengths = scfg.strengths
 
     plan = Plan(warnings=_shortfalls(scfg, test_styles, len(train_contents), len(test_contents)))
     train_groups = [_group(s, _draw_items(train_contents, scfg.train_contents_per_style,

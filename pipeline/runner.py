@@ -21,7 +21,7 @@ from common.config import RESOLVED_NAME, recorded_config, save_config, shard_dif
 from common.files import FolderLock, write_json
 from common.ray_cluster import cluster_gpus, init_ray
 from common.schema import Config
-from pipeline.plan import Plan, ShardPlan, make_plan, strength_choices
+from pipeline.plan import Plan, ShardPlan, make_plan
 from pipeline.worker import ShardWorker
 from shards.manifest import read_content_manifest, read_style_manifest
 from shards.reader import complete_shards
@@ -61,10 +61,6 @@ def check_methods(cfg: Config) -> None:
         if registered not in list_methods():
             raise Stage1Error(f"unknown NST method '{registered}' (stylize.methods.{name}); "
                               f"registered: {', '.join(list_methods())}")
-    try:
-        strength_choices(scfg.strength)
-    except ValueError as exc:
-        raise Stage1Error(str(exc)) from None
 
 
 def plan_inputs(cfg: Config, say: Callable[[str], None] = lambda message: None) -> tuple[Plan, Path]:
