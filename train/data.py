@@ -50,8 +50,6 @@ from shards.reader import (ShardError, check_shard, complete_shards, incomplete_
                            sample_meta)
 from shards.schema import STYLE_MEMBER, TRAIN_SPLIT, SampleMeta
 
-MODES = ("nst", "no_nst")
-BAD_SHARDS = ("error", "skip")   # train.bad_shards: what a cut or corrupt complete shard does
 SHOWN_SHARDS = 5                 # shards named in a message before "and N more"
 CROP_SCALE = (0.4, 1.0)      # random resized crop of the SS views: area fraction kept
 CROP_RATIO = (3 / 4, 4 / 3)  # and aspect ratio range
