@@ -99,8 +99,11 @@ def with_suffix(location: str | Path, suffix: str) -> str:
 def filesystem(location: str | Path) -> tuple[AbstractFileSystem, str]:
     """The fsspec file system of ``location`` and the path within it."""
     protocol = scheme(location)
+    # No cached listings: other processes (stage 1's actors, other nodes) write the same
+    # prefixes, and a listing remembered from before their writes would hide their files.
+    options = {"use_listings_cache": False, **_options.get(protocol, {})}
     try:
-        return fsspec.core.url_to_fs(str(location), **_options.get(protocol, {}))
+        return fsspec.core.url_to_fs(str(location), **options)
     except ImportError as exc:   # a known scheme whose backend is not installed
         raise StorageError(f"{location}: no backend for {protocol}:// is installed ({exc})") from None
     except ValueError as exc:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +19,7 @@ import yaml
 
 from common import storage
 from common.config import config_for_shards, load_config, public, save_config
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, S3_ENV, SMOKE, free_port
 from pipeline.eval import main as eval_main
 from pipeline.search import main as search_main
 from stylecode.index import load_index
@@ -29,11 +27,6 @@ from stylecode.store import read_folder
 from train.checkpoint import last_checkpoint_path, load_checkpoint
 from train.main import main as train_main
 from train.main import run_training
-
-BUCKET = "nststyle-test"
-S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-          "AWS_DEFAULT_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "1"}
-SMOKE = REPO_ROOT / "configs" / "smoke.yaml"
 
 
 @pytest.fixture(autouse=True)
@@ -94,50 +87,6 @@ def test_saved_configs_and_checkpoints_hold_no_credentials(tmp_path):
 
 # --- a real S3 API on loopback -----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def s3_server():
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_server, monkeypatch) -> str:
-    """The bucket's URL, with the S3 client configured by environment variables alone."""
-    for key, value in {**S3_ENV, "AWS_ENDPOINT_URL": s3_server}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    fs, _ = storage.filesystem(f"s3://{BUCKET}")
-    if not fs.exists(BUCKET):
-        fs.mkdir(BUCKET)
-    return f"s3://{BUCKET}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> dict:
-    """Stage 1 on the smoke config, as a user runs it: the world and the shards, local."""
-    root = tmp_path_factory.mktemp("smoke")
-    env = {**os.environ, "TMPDIR": str(root), "RAY_TMPDIR": str(root), "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_OBJECT_STORE_ALLOW_SLOW_STORAGE": "1", "RAY_DISABLE_IMPORT_WARNING": "1"}
-    env.pop("RAY_ADDRESS", None)
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "pipeline" / "stylize.py"), "--config",
-                             str(SMOKE), "--out", str(root / "shards"), f"world.dir={root / 'world'}"],
-                            cwd=root, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return {"root": root, "shards": root / "shards", "world": root / "world"}
-
-
 def _upload_shards(smoke: dict, bucket: str) -> str:
     url = storage.join(bucket, "shards")
     if not storage.exists(storage.join(url, "config.yaml")):
@@ -166,7 +115,7 @@ def test_bad_locations_are_one_error_naming_the_url(s3, monkeypatch):
         with pytest.raises(storage.StorageError, match=rf"{s3}/shards: access denied"):
             storage.check_readable(storage.join(s3, "shards"))
     # Unreachable: an endpoint where nothing listens (the credentials are good).
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setitem(storage._options, "s3", {"skip_instance_cache": True})
     with pytest.raises(storage.StorageError,
                        match=r"s3://any/shards: the storage cannot be reached.*EndpointConnectionError"):
@@ -184,7 +133,7 @@ def test_entry_points_refuse_bad_urls_before_any_work(s3, smoke, capsys, monkeyp
     assert eval_main(["--shards", shards, "--checkpoint", f"{s3}/no-run/checkpoints/last.pt",
                       "--out", "s3://no-such-bucket/eval"]) == 2
     assert f"input not found: {s3}/no-run/checkpoints/last.pt" in capsys.readouterr().err
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setitem(storage._options, "s3", {"skip_instance_cache": True})
     monkeypatch.setattr(storage, "configure_from", lambda cfg: None)   # keep that option
     assert train_main(["--shards", shards, "--out", f"{s3}/run-y"]) == 2
