@@ -2,7 +2,7 @@
 
     python benchmarks/bench_storage.py --config configs/smoke.yaml --out /tmp/bench-storage [key=value ...]
 
-1. Stage 1 writing to a local S3 server (moto on 127.0.0.1, s3fs as the client) against
+1. Stage 1 writing to a local S3 server (moto's, a process on 127.0.0.1; s3fs as the client) against
    writing to local disk: end to end and inside the actors (the tar, index and stats uploads
    included).
 2. The training loop's rate with batches from the shard loader reading S3, reading local disk,
@@ -18,8 +18,8 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root wins imp
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
 import os  # noqa: E402
+import socket  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
@@ -34,20 +34,30 @@ from train.data import batch_iterator  # noqa: E402
 BUCKET = "nststyle-bench"
 
 
-def start_s3() -> str:
-    """A moto S3 server on loopback with one bucket; the S3 client (here, in Ray's workers and
-    in data workers) is configured by environment variables, as a user's would be."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+def start_s3() -> tuple[subprocess.Popen, str]:
+    """A moto S3 server on loopback, a process of its own as a store is, with one bucket; the
+    S3 client (here, in Ray's workers and in data workers) is configured by environment
+    variables, as a user's would be."""
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1",
+                               "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"})
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"})
     fs, _ = storage.filesystem(f"s3://{BUCKET}")
-    fs.mkdir(BUCKET)
-    return f"s3://{BUCKET}"
+    for _ in range(100):   # until it listens
+        try:
+            fs.mkdir(BUCKET)
+            return server, f"s3://{BUCKET}"
+        except Exception:   # not up yet: botocore's connection error
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("the local S3 server did not start")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def bench_loader(cfg: dict, local: Path, remote: str, steps: int) -> dict:
@@ -96,13 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    bucket = start_s3()
-    run = time.strftime("%Y%m%d-%H%M%S")
-    results = {"local": bench_stage1(cfg, out / "stage1-local", 1),
-               "s3": bench_stage1(cfg, storage.join(bucket, run, "stage1"), 1),
-               "local_2": bench_stage1(cfg, out / "stage1-local-2", 2)}
-    results["loader"] = bench_loader(cfg, out / "stage1-local", storage.join(bucket, run, "stage1"),
-                                     args.train_steps)
+    server, bucket = start_s3()
+    try:
+        results = {"local": bench_stage1(cfg, out / "stage1-local", 1),
+                   "s3": bench_stage1(cfg, storage.join(bucket, "stage1"), 1),
+                   "local_2": bench_stage1(cfg, out / "stage1-local-2", 2)}
+        results["loader"] = bench_loader(cfg, out / "stage1-local", storage.join(bucket, "stage1"),
+                                         args.train_steps)
+    finally:
+        server.kill()
     results["bare_1"] = bench_bare_processes(args.config, args.overrides, 1, args.bare_seconds)
     results["bare_2"] = bench_bare_processes(args.config, args.overrides, 2, args.bare_seconds)
     report(results)
