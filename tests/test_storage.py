@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,8 @@ import yaml
 
 from common import storage
 from common.config import config_for_shards, load_config, public, save_config
+from common.files import LockedError
+from common.lease import LEASE_NAME
 from conftest import REPO_ROOT, S3_ENV, SMOKE, free_port
 from pipeline.eval import main as eval_main
 from pipeline.search import main as search_main
@@ -203,7 +206,12 @@ def test_training_from_s3_to_s3_resumes_and_equals_the_local_run(s3, smoke, loca
     for secret in ("cfg-key-id", "never-written"):
         assert secret not in storage.read_text(f"{run}/config.yaml")
         assert secret not in repr(remote["config"])
-    assert not any(storage.name(p) == ".lock" for p in storage.listdir(run))
+    # The run folder's lease: released when each run ended; a live one refuses a training.
+    assert not any(storage.name(p) in (".lock", LEASE_NAME) for p in storage.listdir(run))
+    storage.write_json(f"{run}/{LEASE_NAME}", {"host": "node-7", "pid": 4242, "run_id": "other",
+                                               "command": "train/main.py", "expires": time.time() + 60})
+    with pytest.raises(LockedError, match=rf"{run} is in use by another training \(host node-7, pid 4242"):
+        run_training(config_for_shards(None, cfg_args, shards), shards, run, resume=True)
 
 
 def _report(text: str) -> dict:
