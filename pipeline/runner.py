@@ -41,17 +41,18 @@ class ShardsFailed(Stage1Error):
     """Shards that still failed after their retries (main exits 1; bad input exits 2)."""
 
 
-def resolve_inputs(cfg: dict) -> tuple[Path, Path]:
-    """The content and style manifests: the configured ones, or the synthetic world's."""
+def resolve_inputs(cfg: dict) -> tuple[str, str]:
+    """The content and style manifests (paths or URLs): the configured ones, or the synthetic
+    world's."""
     data = cfg["data"]
     if data["content_manifest"] and data["style_manifest"]:
-        return Path(data["content_manifest"]).resolve(), Path(data["style_manifest"]).resolve()
+        return storage.resolve(data["content_manifest"]), storage.resolve(data["style_manifest"])
     if data["content_manifest"] or data["style_manifest"]:
         raise Stage1Error("set both data.content_manifest and data.style_manifest, or neither "
                           "(neither: use the synthetic world)")
     from world.generate import ensure_world, world_dir
     world = ensure_world(cfg["world"], cfg["seed"], world_dir(cfg))
-    return Path(world.content_manifest), Path(world.style_manifest)
+    return str(world.content_manifest), str(world.style_manifest)
 
 
 def check_methods(cfg: dict) -> None:
@@ -72,7 +73,7 @@ def check_methods(cfg: dict) -> None:
         raise Stage1Error(str(exc)) from None
 
 
-def plan_inputs(cfg: dict, say: Callable[[str], None] = lambda message: None) -> tuple[Plan, Path]:
+def plan_inputs(cfg: dict, say: Callable[[str], None] = lambda message: None) -> tuple[Plan, str]:
     """The plan of ``cfg`` and the content manifest it draws from; ``say`` hears what was read."""
     content_path, style_path = resolve_inputs(cfg)
     contents = read_content_manifest(content_path)
@@ -82,7 +83,7 @@ def plan_inputs(cfg: dict, say: Callable[[str], None] = lambda message: None) ->
     return make_plan(contents, styles, cfg, cfg["seed"]), content_path
 
 
-def build_plan(cfg: dict) -> tuple[Plan, Path]:
+def build_plan(cfg: dict) -> tuple[Plan, str]:
     plan, content_path = plan_inputs(cfg, print)
     for line in plan.describe():
         print(f"[stage1]   {line}")
@@ -256,7 +257,7 @@ class ShardRunner:
               f"eta {eta:.0f}s", flush=True)
 
 
-def summarise_splits(cfg: dict, plan: Plan, out: str, content_manifest: Path) -> dict:
+def summarise_splits(cfg: dict, plan: Plan, out: str, content_manifest: str) -> dict:
     """Write each split's ``_info.json`` from its complete shards' stats files."""
     summary = {}
     for split in plan.splits():
@@ -309,7 +310,7 @@ def _locations(out: str, shard: ShardPlan) -> dict[str, str]:
     return shard_locations(storage.join(out, shard.split), shard.number)
 
 
-def _stylize_plan(cfg: dict, plan: Plan, out: str, content_manifest: Path) -> dict:
+def _stylize_plan(cfg: dict, plan: Plan, out: str, content_manifest: str) -> dict:
     todo = shards_to_do(plan, out)
     print(f"[stage1] plan: {len(plan.shards)} shards in {len(plan.splits())} splits "
           f"({sum(s.num_items for s in plan.shards)} images); {len(plan.shards) - len(todo)} "

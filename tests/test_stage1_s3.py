@@ -27,7 +27,7 @@ import yaml
 from common import storage
 from common.config import RESOLVED_NAME, load_config
 from common.lease import LEASE_NAME
-from conftest import REPO_ROOT, SMOKE, free_port, ray_subprocess_env
+from conftest import REPO_ROOT, S3_ENV, SMOKE, free_port, ray_subprocess_env
 from faults.sitecustomize import fault_env
 from pipeline.runner import plan_inputs
 from pipeline.stylize import main as stylize_main
@@ -162,6 +162,24 @@ def test_a_live_lease_on_the_output_refuses_a_second_run_naming_its_owner(s3, sm
     err = capsys.readouterr().err
     assert f"{out} is in use by another stage-1 run (host node-7, pid 4242: stylize.py)" in err
     assert [storage.name(p) for p in storage.listdir(out)] == [LEASE_NAME]   # nothing written
+
+
+@pytest.mark.slow
+def test_manifests_and_images_on_s3(s3, small_manifests, ray_env, tmp_path):
+    """Stage 1 with nothing local: manifests on the bucket, their rows relative to them, the
+    actors reading the images from it."""
+    inputs = storage.join(s3, "inputs")
+    storage.upload(small_manifests[0].parent, inputs)
+    out = storage.join(s3, "shards-from-s3")
+    env = {**ray_env, **{key: os.environ[key] for key in (*S3_ENV, "AWS_ENDPOINT_URL")}}
+    result = subprocess.run([sys.executable, str(SCRIPT), "--config", str(SMOKE), "--out", out,
+                             f"data.content_manifest={inputs}/content.parquet",
+                             f"data.style_manifest={inputs}/style.parquet"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"24 contents from {inputs}/content.parquet" in result.stdout
+    info = json.loads(storage.read_text(storage.join(out, "train", "_info.json")))
+    assert info["images"] > 0 and info["failed"] == 0
 
 
 @pytest.mark.parametrize("out, message", [
