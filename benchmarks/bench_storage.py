@@ -91,11 +91,13 @@ def bench_bare_processes(config: str, overrides: list[str], count: int, seconds:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-storage"))
     parser.add_argument("--train-steps", type=int, default=10, help="timed steps per training loop")
-    parser.add_argument("--bare-seconds", type=float, default=10.0, help="timed interval of the bare processes")
+    parser.add_argument("--bare-seconds", type=float, default=10.0,
+                        help="timed interval of the bare processes")
     parser.add_argument("--bare-worker", help=argparse.SUPPRESS)   # START:SECONDS, internal
     args = parser.parse_args(argv)
     args.config = args.config or str(DEFAULT_CONFIG)

@@ -127,7 +127,8 @@ def test_kills_at_each_step_of_a_shards_publication_then_a_rerun(s3, smoke):
     a rerun redoes exactly them and every planned sample is there once."""
     out = storage.join(s3, "shards-killed")
     faults = ",".join(f"{kind}:{shard}" for kind, shard in KILLS.items())
-    first = stage1(out, smoke, fault_env(ray_subprocess_env(smoke["root"]), faults), "stylize.ray.shard_retries=0")
+    first = stage1(out, smoke, fault_env(ray_subprocess_env(smoke["root"]), faults),
+                   "stylize.ray.shard_retries=0")
     assert first.returncode == 1, first.stderr[-3000:]
     left = tree(out)
     assert sorted(json.loads(left.pop("_failures.json"))["failed"]) == sorted(KILLS.values())

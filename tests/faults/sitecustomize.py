@@ -84,7 +84,8 @@ def _exit_mid_shard(target: str) -> Callable[[ModuleType], None]:
     return patch
 
 
-def _exit_before(function: str, target_arg: int, suffix: str) -> Callable[[str], Callable[[ModuleType], None]]:
+def _exit_before(function: str, target_arg: int,
+                 suffix: str) -> Callable[[str], Callable[[ModuleType], None]]:
     """An exit before ``shards.writer``'s ``function`` (one of the functions ShardWriter.close()
     publishes a shard's files with; its argument ``target_arg`` is the file's final location,
     a path or a URL) publishes the target shard's ``<stem><suffix>``."""
