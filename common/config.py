@@ -28,7 +28,7 @@ DEFAULT_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"
 RESOLVED_NAME = "config.yaml"
 
 # Sections whose children are free-form (e.g. per-method options): new keys are allowed there.
-OPEN_SECTIONS = ("stylize.methods", "demo.variants", "storage.options")
+OPEN_SECTIONS = ("stylize.methods", "stylize.ray.actor_resources", "demo.variants", "storage.options")
 
 
 class ConfigError(ValueError):

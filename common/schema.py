@@ -61,6 +61,7 @@ class StylizeRay(Section):
     object_store_mb: Positive
     max_restarts: NonNegative
     shard_retries: NonNegative
+    actor_resources: dict[Text, PositiveFloat]
 
 
 class Stylize(Section):
