@@ -22,6 +22,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from common import storage  # noqa: E402
 from common.config import DEFAULT_CONFIG, REPO_ROOT, add_config_args, load_config, public  # noqa: E402
 from common.images import open_image  # noqa: E402
 from common.schema import Config  # noqa: E402
@@ -35,19 +36,21 @@ from train.data import batch_iterator, label_id  # noqa: E402
 from train.main import compute_loss, init_distributed, setup_model  # noqa: E402
 
 
-def bench_stage1(cfg: Config, out: Path, actors: int) -> dict:
+def bench_stage1(cfg: Config, target: str | Path, actors: int) -> dict:
+    """Stage 1 into ``target`` (a fresh folder or URL) with ``actors`` actors."""
     cfg = cfg.model_copy(deep=True)
     cfg.stylize.ray.num_actors = actors
-    target = out / f"stage1-{actors}-actors"
-    shutil.rmtree(target, ignore_errors=True)
+    if not storage.is_url(target):
+        shutil.rmtree(target, ignore_errors=True)
     start = time.perf_counter()
     summary = run_stage1(cfg, target)
     seconds = time.perf_counter() - start
     # Crops are cut, not stylized: count the stylized images only, as the bare run does.
     images = sum(s["images"] for split, s in summary.items() if split != CROPS_SPLIT)
     # Time inside the actors (read, stylize, encode, write), without Ray's start-up.
-    shard_seconds = sum(json.loads(p.read_text())["seconds"] for p in target.glob("*/*.stats.json")
-                        if p.parent.name != CROPS_SPLIT)
+    shard_seconds = sum(json.loads(storage.read_text(p))["seconds"]
+                        for p in storage.glob(storage.join(target, "*", "*.stats.json"))
+                        if storage.name(storage.parent(p)) != CROPS_SPLIT)
     import ray
     ray.shutdown()
     return {"actors": actors, "seconds": seconds, "images": images, "images_per_s": images / seconds,
@@ -56,6 +59,15 @@ def bench_stage1(cfg: Config, out: Path, actors: int) -> dict:
 
 def bench_bare_methods(cfg: Config) -> dict:
     """The same stylizations as stage 1, batched in this process: no Ray, no files, no JPEG."""
+    worker, jobs = prepare_bare_methods(cfg)
+    start = time.perf_counter()
+    images = run_bare_methods(worker, jobs)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "images": images, "images_per_s": images / seconds}
+
+
+def prepare_bare_methods(cfg: Config) -> tuple[ShardWorker, list[tuple]]:
+    """Stage 1's batches of stylizations with their images loaded, and the models built."""
     torch.set_num_threads(1)  # one actor has one CPU
     plan, _ = build_plan(cfg)
     worker = ShardWorker(cfg, device="cpu")
@@ -74,20 +86,22 @@ def bench_bare_methods(cfg: Config) -> dict:
                 jobs.append((batch[0].method, batch[0].params["strength"], contents, group.style_id, style))
     for method in {job[0] for job in jobs}:
         worker.method(method)  # build every model before timing
+    return worker, jobs
+
+
+def run_bare_methods(worker: ShardWorker, jobs: list[tuple]) -> int:
+    """Run the prepared batches once; returns the number of images stylized."""
     prepared = {}  # as the worker does: each style prepared once per method
-    start = time.perf_counter()
     with torch.no_grad():
         for method, strength, contents, style_id, style in jobs:
             network = worker.method(method)
             if (style_id, method) not in prepared:
                 prepared[style_id, method] = network.prepare_style(style)
             network.stylize(contents, prepared[style_id, method], strength=strength, seed=0)
-    seconds = time.perf_counter() - start
-    images = sum(len(job[2]) for job in jobs)
-    return {"seconds": seconds, "images": images, "images_per_s": images / seconds}
+    return sum(len(job[2]) for job in jobs)
 
 
-def _train_rate(cfg: Config, batches, steps: int) -> float:
+def train_rate(cfg: Config, batches, steps: int) -> float:
     """Images/s of ``steps`` optimisation steps on batches from ``batches`` (one process)."""
     env = init_distributed()
     model, optimizer, _ = setup_model(cfg, env)
@@ -136,9 +150,9 @@ def bench_training(cfg: Config, shards: Path, steps: int) -> dict:
     torch.set_num_threads(2)
     loader = batch_iterator(shards, cfg.train, cfg.seed, 0, 1)
     prebuilt = [next(loader) for _ in range(steps + 1)]
-    return {"shards": _train_rate(cfg, batch_iterator(shards, cfg.train, cfg.seed, 0, 1), steps),
-            "tensors": _train_rate(cfg, iter(prebuilt), steps),
-            "on_the_fly": _train_rate(cfg, on_the_fly_batches(cfg, ShardWorker(cfg, "cpu")), steps)}
+    return {"shards": train_rate(cfg, batch_iterator(shards, cfg.train, cfg.seed, 0, 1), steps),
+            "tensors": train_rate(cfg, iter(prebuilt), steps),
+            "on_the_fly": train_rate(cfg, on_the_fly_batches(cfg, ShardWorker(cfg, "cpu")), steps)}
 
 
 def evaluate_run(cfg: Config, config: str, shards: Path, out: Path, overrides: list[str]) -> float:
@@ -167,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results = {"bare_methods": bench_bare_methods(cfg)}
     for actors in (1, 2):
-        results[f"stage1_{actors}"] = bench_stage1(cfg, out, actors)
+        results[f"stage1_{actors}"] = bench_stage1(cfg, out / f"stage1-{actors}-actors", actors)
     results["training"] = bench_training(cfg, out / "stage1-2-actors", args.train_steps)
     results["eval_seconds"] = evaluate_run(cfg, args.config, out / "stage1-2-actors", out, args.overrides)
     bare, one, two = results["bare_methods"], results["stage1_1"], results["stage1_2"]

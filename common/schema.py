@@ -151,6 +151,9 @@ class StylizeRay(Section):
         "a shard whose attempt fails (its actor dies or it raises) is retried this many times; "
         "then the run goes on without it, names it in <out>/_failures.json and exits non-zero "
         "(rerun to retry)"))
+    actor_resources: dict[Text, PositiveFloat] = Field(description=(
+        "custom Ray resources each actor needs, e.g. {stage1: 1} to run actors only on nodes "
+        "started with --resources='{\"stage1\": 8}'"))
 
 
 class Stylize(Section):

@@ -35,7 +35,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 import fsspec
 from fsspec import AbstractFileSystem
 
-from common.files import atomic_output
+from common.files import atomic_output, publish, temporary_path
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _options: dict[str, dict] = {}
@@ -99,8 +99,11 @@ def with_suffix(location: str | Path, suffix: str) -> str:
 def filesystem(location: str | Path) -> tuple[AbstractFileSystem, str]:
     """The fsspec file system of ``location`` and the path within it."""
     protocol = scheme(location)
+    # No cached listings: other processes (stage 1's actors, other nodes) write the same
+    # prefixes, and a listing remembered from before their writes would hide their files.
+    options = {"use_listings_cache": False, **_options.get(protocol, {})}
     try:
-        return fsspec.core.url_to_fs(str(location), **_options.get(protocol, {}))
+        return fsspec.core.url_to_fs(str(location), **options)
     except ImportError as exc:   # a known scheme whose backend is not installed
         raise StorageError(f"{location}: no backend for {protocol}:// is installed ({exc})") from None
     except ValueError as exc:
@@ -242,6 +245,39 @@ def write_text(location: str | Path, text: str) -> None:
 def write_json(location: str | Path, payload: Any) -> None:
     """As ``common.files.write_json``, to any location."""
     write_text(location, json.dumps(payload, indent=2, sort_keys=True))
+
+
+def remove(location: str | Path) -> None:
+    """Delete a file or object; a missing one is no error."""
+    if not is_url(location):
+        Path(location).unlink(missing_ok=True)
+        return
+    fs, path = filesystem(location)
+    with _errors(location):
+        try:
+            fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+
+
+def temporary_file(location: str | Path) -> Path:
+    """A local file name to fill before :func:`publish_file` puts it at ``location``: next to
+    a local target (so the publish is a rename), in the local temp folder for a URL."""
+    if not is_url(location):
+        makedirs(parent(location))
+        return temporary_path(Path(location))
+    return Path(tempfile.gettempdir(), f"nststyle-{uuid.uuid4().hex}-{name(location)}")
+
+
+def publish_file(local_file: Path, location: str | Path) -> None:
+    """Put a complete local file at ``location`` whole: renamed over a local target; uploaded
+    to an object (one put or a multipart upload: never visible half-written), then the local
+    file deleted."""
+    if not is_url(location):
+        publish(local_file, Path(location))
+        return
+    _put(local_file, location)
+    local_file.unlink()
 
 
 def makedirs(location: str | Path) -> None:

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from common import storage
 from common.images import ImageError, open_image
 from common.schema import Config, Labelled
 from evaluation.embed import EvalError, embed_images
@@ -117,13 +118,13 @@ def embed_table(task: LabelledTask, models: Sequence[Embedder], fused: Sequence[
 
 
 def stored_codes(task: LabelledTask, text: str) -> tuple[str, np.ndarray]:
-    """``NAME=DIR``: the codes ``pipeline/embed.py`` wrote to DIR, one per table row (matched by
+    """``NAME=DIR``: the codes ``pipeline/embed.py`` wrote to DIR (a folder or URL), one per table row (matched by
     the image's resolved path); a table image DIR does not hold is an error naming it."""
     from stylecode.identity import StyleCodeError
     from stylecode.store import read_folder
     name, _, folder = text.rpartition("=")
     try:
-        stored = read_folder(Path(folder))
+        stored = read_folder(storage.path_or_url(folder))   # a URL stays whole
     except StyleCodeError as exc:
         raise EvalError(f"--embeddings {text}: {exc}") from None
     row_of = {str(Path(path).resolve()): row for row, path in enumerate(stored.paths)}

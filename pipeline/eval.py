@@ -288,7 +288,8 @@ def evaluate(args: argparse.Namespace) -> Results:
     cfg = run_config(args)
     shards = storage.resolve(args.shards) if args.shards else None
     target = storage.resolve(args.out)
-    storage.check_remote(read=[shards, *(checkpoint_name(text)[1] for text in args.checkpoint)],
+    storage.check_remote(read=[shards, *(checkpoint_name(text)[1] for text in args.checkpoint),
+                               *(text.rpartition("=")[2] for text in args.embeddings)],
                          write=[target])
     # Pictures, arrays and heads are written by libraries that want a local file system: on
     # object storage they are made in a local folder and uploaded when the run succeeds.

@@ -17,15 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from common import storage
 from common.config import RESOLVED_NAME, recorded_config, save_config, shard_differences
-from common.files import FolderLock, write_json
+from common.lease import folder_lock
 from common.ray_cluster import cluster_gpus, init_ray
 from common.schema import Config
 from pipeline.plan import Plan, ShardPlan, make_plan
 from pipeline.worker import ShardWorker
 from shards.manifest import read_content_manifest, read_style_manifest
-from shards.reader import complete_shards
-from shards.schema import is_complete, shard_paths, shard_stem
+from shards.reader import complete_shards, shard_stats
+from shards.schema import shard_locations, shard_stem
 from shards.writer import write_split_info
 from stylize import configured_method, list_methods
 
@@ -41,17 +42,18 @@ class ShardsFailed(Stage1Error):
     """Shards that still failed after their retries (main exits 1; bad input exits 2)."""
 
 
-def resolve_inputs(cfg: Config) -> tuple[Path, Path]:
-    """The content and style manifests: the configured ones, or the synthetic world's."""
+def resolve_inputs(cfg: Config) -> tuple[str, str]:
+    """The content and style manifests (paths or URLs): the configured ones, or the synthetic
+    world's."""
     data = cfg.data
     if data["content_manifest"] and data["style_manifest"]:
-        return Path(data["content_manifest"]).resolve(), Path(data["style_manifest"]).resolve()
+        return storage.resolve(data["content_manifest"]), storage.resolve(data["style_manifest"])
     if data["content_manifest"] or data["style_manifest"]:
         raise Stage1Error("set both data.content_manifest and data.style_manifest, or neither "
                           "(neither: use the synthetic world)")
     from world.generate import ensure_world, world_dir
     world = ensure_world(cfg.world, cfg.seed, world_dir(cfg))
-    return Path(world.content_manifest), Path(world.style_manifest)
+    return str(world.content_manifest), str(world.style_manifest)
 
 
 def check_methods(cfg: Config) -> None:
@@ -63,7 +65,7 @@ def check_methods(cfg: Config) -> None:
                               f"registered: {', '.join(list_methods())}")
 
 
-def plan_inputs(cfg: Config, say: Callable[[str], None] = lambda message: None) -> tuple[Plan, Path]:
+def plan_inputs(cfg: Config, say: Callable[[str], None] = lambda message: None) -> tuple[Plan, str]:
     """The plan of ``cfg`` and the content manifest it draws from; ``say`` hears what was read."""
     content_path, style_path = resolve_inputs(cfg)
     contents = read_content_manifest(content_path)
@@ -73,7 +75,7 @@ def plan_inputs(cfg: Config, say: Callable[[str], None] = lambda message: None) 
     return make_plan(contents, styles, cfg, cfg.seed), content_path
 
 
-def build_plan(cfg: Config) -> tuple[Plan, Path]:
+def build_plan(cfg: Config) -> tuple[Plan, str]:
     plan, content_path = plan_inputs(cfg, print)
     for line in plan.describe():
         print(f"[stage1]   {line}")
@@ -82,29 +84,33 @@ def build_plan(cfg: Config) -> tuple[Plan, Path]:
     return plan, content_path
 
 
-def claim_output(out: Path, plan: Plan, cfg: Config) -> None:
+def claim_output(out: str, plan: Plan, cfg: Config) -> None:
     """Refuse to mix shards of two different plans, or of two configs (e.g. another
     ``stylize.square`` or ``image_size``: the same plan, other pixels), in one output folder."""
-    if (out / RESOLVED_NAME).is_file():
+    if storage.is_file(storage.join(out, RESOLVED_NAME)):
         for key, mine, theirs in shard_differences(cfg, recorded_config(out)):
             raise Stage1Error(f"{out} holds shards made with {key}={theirs!r}, not {mine!r}: "
                               "use a new --out (or the config those shards were made with)")
-    state_path = out / STATE_NAME
+    state_path = storage.join(out, STATE_NAME)
     digest = plan.digest()
-    if state_path.exists():
-        previous = json.loads(state_path.read_text()).get("plan_digest")
+    if storage.is_file(state_path):
+        previous = json.loads(storage.read_text(state_path)).get("plan_digest")
         if previous != digest:
             raise Stage1Error(f"{out} holds shards of a different plan ({previous}, now {digest}): "
                               "the config or inputs changed; use a new --out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(state_path, {"plan_digest": digest, "shards": len(plan.shards)})
+    storage.makedirs(out)
+    storage.write_json(state_path, {"plan_digest": digest, "shards": len(plan.shards)})
     remove_temporaries(out)
 
 
-def remove_temporaries(out: Path) -> None:
+def remove_temporaries(out: str) -> None:
     """Delete the temporary files of shard attempts that died mid-shard (never read: readers
-    see only final names). Only while no attempt runs: the folder lock keeps other runs out."""
-    for stale in out.glob("*/.shard-*.tmp"):
+    see only final names). Only while no attempt runs: the folder lock keeps other runs out.
+    A folder on object storage has none: its writers keep their temporaries local
+    (``shards.writer``)."""
+    if storage.is_url(out):
+        return
+    for stale in Path(out).glob("*/.shard-*.tmp"):
         stale.unlink(missing_ok=True)
 
 
@@ -149,15 +155,15 @@ class ShardRunner:
     finished one is renamed into place.
     """
 
-    def __init__(self, cfg: Config, todo: list[ShardPlan], out: Path):
+    def __init__(self, cfg: Config, todo: list[ShardPlan], out: str):
         import ray
 
         rcfg = cfg.stylize.ray
         self.cfg, self.out, self.total = cfg, out, len(todo)
         self.max_restarts, self.retries = rcfg.max_restarts, rcfg.shard_retries
         # Ray's own restarts stay off: a replaced actor is counted here, per slot.
-        self.actor_cls = ray.remote(num_cpus=rcfg.num_cpus_per_actor,
-                                    num_gpus=rcfg.num_gpus_per_actor, max_restarts=0)(ShardWorker)
+        self.actor_cls = ray.remote(num_cpus=rcfg.num_cpus_per_actor, num_gpus=rcfg.num_gpus_per_actor,
+                                    resources=rcfg.actor_resources, max_restarts=0)(ShardWorker)
         self.idle = [_Slot(self.actor_cls.remote(cfg))
                      for _ in range(min(rcfg.num_actors, len(todo)))]
         self.queue, self.attempts = deque(todo), Counter()
@@ -191,7 +197,7 @@ class ShardRunner:
                 print(f"[stage1] started a replacement for a dead actor (restart {slot.restarts} "
                       f"of stylize.ray.max_restarts={self.max_restarts})", file=sys.stderr, flush=True)
             self.attempts[shard_name(shard)] += 1
-            self.running[slot.actor.write_shard.remote(shard, str(self.out))] = (slot, shard)
+            self.running[slot.actor.write_shard.remote(shard, self.out)] = (slot, shard)
 
     def _collect(self, ref: Any) -> None:
         import ray
@@ -243,13 +249,12 @@ class ShardRunner:
               f"eta {eta:.0f}s", flush=True)
 
 
-def summarise_splits(cfg: Config, plan: Plan, out: Path, content_manifest: Path) -> dict:
+def summarise_splits(cfg: Config, plan: Plan, out: str, content_manifest: str) -> dict:
     """Write each split's ``_info.json`` from its complete shards' stats files."""
     summary = {}
     for split in plan.splits():
-        split_dir = out / split
-        stats = [json.loads(Path(tar).with_suffix(".stats.json").read_text())
-                 for tar in complete_shards(split_dir)]
+        split_dir = storage.join(out, split)
+        stats = [shard_stats(tar) for tar in complete_shards(split_dir)]
         methods = sorted({item.method for shard in plan.shards if shard.split == split
                           for group in shard.groups for item in group.items})
         summary[split] = write_split_info(split_dir, split, stats, {
@@ -263,29 +268,41 @@ def summarise_splits(cfg: Config, plan: Plan, out: Path, content_manifest: Path)
 def run_stage1(cfg: Config, out: str | Path) -> dict:
     """Plan, stylize every incomplete shard, summarise. Returns per-split summaries.
 
-    The output folder is locked for the run: a second run on it is refused while this one
-    lives (it would delete this run's unfinished shards as stale), not after it dies.
+    ``out`` may be a URL (``common.storage``), checked before any work. The output folder is
+    locked for the run (``common.lease.folder_lock``): a second run on it is refused while this
+    one lives (it would delete this run's unfinished shards as stale), not after it dies.
     """
-    out = Path(out).resolve()
+    out = storage.resolve(out)
     check_methods(cfg)
+    storage.check_remote(write=[out])
     plan, content_manifest = build_plan(cfg)
-    with FolderLock(out, "stage-1 run"):
+    with folder_lock(out, "stage-1 run"):
         claim_output(out, plan, cfg)
         save_config(cfg, out)
         return _stylize_plan(cfg, plan, out, content_manifest)
 
 
-def shards_to_do(plan: Plan, out: Path) -> list[ShardPlan]:
+def shards_to_do(plan: Plan, out: str) -> list[ShardPlan]:
     """The planned shards not complete in ``out`` (``shards.schema.is_complete``). One that
     lost a file (its index deleted) is redone: its stats file goes first, so that a stats file
     still means the shard's other files are final (the writer publishes it last)."""
-    todo = [s for s in plan.shards if not is_complete(out / s.split, s.number)]
+    complete = {tar for split in plan.splits() for tar in _complete_in(storage.join(out, split))}
+    todo = [s for s in plan.shards if _locations(out, s)["tar"] not in complete]
     for shard in todo:
-        shard_paths(out / shard.split, shard.number)["stats"].unlink(missing_ok=True)
+        storage.remove(_locations(out, shard)["stats"])
     return todo
 
 
-def _stylize_plan(cfg: Config, plan: Plan, out: Path, content_manifest: Path) -> dict:
+def _complete_in(split_dir: str) -> list[str]:
+    """One listing per split (on object storage every check is a request)."""
+    return complete_shards(split_dir) if storage.is_dir(split_dir) else []
+
+
+def _locations(out: str, shard: ShardPlan) -> dict[str, str]:
+    return shard_locations(storage.join(out, shard.split), shard.number)
+
+
+def _stylize_plan(cfg: Config, plan: Plan, out: str, content_manifest: str) -> dict:
     todo = shards_to_do(plan, out)
     print(f"[stage1] plan: {len(plan.shards)} shards in {len(plan.splits())} splits "
           f"({sum(s.num_items for s in plan.shards)} images); {len(plan.shards) - len(todo)} "
@@ -305,14 +322,14 @@ def _stylize_plan(cfg: Config, plan: Plan, out: Path, content_manifest: Path) ->
     return summary
 
 
-def record_failures(out: Path, failures: dict[str, str]) -> None:
+def record_failures(out: str, failures: dict[str, str]) -> None:
     """Name the shards given up in ``_failures.json`` and stop before the splits are summarised
     (an ``_info.json`` says a split is finished); a run without failures removes the file."""
-    path = out / FAILURES_NAME
+    path = storage.join(out, FAILURES_NAME)
     if not failures:
-        path.unlink(missing_ok=True)
+        storage.remove(path)
         return
-    write_json(path, {"failed": failures})
+    storage.write_json(path, {"failed": failures})
     names = "; ".join(f"{name} ({reason})" for name, reason in sorted(failures.items()))
     raise ShardsFailed(f"{len(failures)} shard(s) failed, the others are complete: {names}. "
                        f"Listed in {path}; rerun the same command to retry them")

@@ -6,7 +6,8 @@
 Reads: the manifests of ``data.content_manifest`` / ``data.style_manifest`` (every row checked
 before Ray starts), or the synthetic world of ``world`` (generated when missing); NST model
 files as each ``stylize.methods`` entry names them (magenta: from the installed package).
-Writes to ``--out``: ``config.yaml``, ``_stage1.json`` (the plan's fingerprint), one folder per
+Writes to ``--out`` (a folder, or a URL such as ``s3://bucket/shards``: checked and leased before
+any work, see README "Object storage"): ``config.yaml``, ``_stage1.json`` (the plan's fingerprint), one folder per
 split (``train``, ``test-<method>``, ``crops``) of WebDataset tars, each with its parquet index
 and, written last, its stats file; each split's ``_info.json`` (role, counts) at the end.
 Before any work it prints the styles, contents and images of every split, and a warning for
@@ -38,8 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
     parser.add_argument("--out", default="outputs/shards",
-                        help="output folder for the splits (made absolute: under `ray job submit` "
-                             "pass an absolute path, the job runs in a temporary copy of the repo)")
+                        help="output folder or URL (s3://, gs://, ...) for the splits (a path is "
+                             "made absolute: under `ray job submit` pass an absolute path or a URL, "
+                             "the job runs in a temporary copy of the repo)")
     args = parser.parse_args(argv)
     try:
         run_stage1(load_config(args.config, args.overrides), args.out)

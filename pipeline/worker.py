@@ -13,6 +13,7 @@ from typing import Iterator, Literal
 import torch
 from PIL import Image, ImageStat
 
+from common import storage
 from common.images import open_image
 from common.schema import Config
 from pipeline.plan import PlannedSample, PlannedItem, ShardPlan
@@ -76,6 +77,7 @@ class ShardWorker:
     def __init__(self, cfg: Config, device: str | None = None):
         self.cfg = cfg
         self.scfg = cfg.stylize
+        storage.configure_from(cfg)   # an actor is a process of its own: the output may be a URL
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._methods: dict[str, NSTMethod] = {}
 
@@ -149,7 +151,7 @@ class ShardWorker:
 
     def write_shard(self, shard: ShardPlan, out_dir: str | Path) -> dict:
         """Stylize every group of the shard and publish it; returns the shard's stats."""
-        writer = ShardWriter(Path(out_dir) / shard.split, shard.number, shard.split)
+        writer = ShardWriter(storage.join(out_dir, shard.split), shard.number, shard.split)
         try:
             for group in shard.groups:
                 self._write_group(writer, group)

@@ -3,7 +3,8 @@
 Content: ``content_id``, ``path``, optional ``category``.
 Style: ``style_id``, ``path``, optional ``group`` (the source dataset's style group: styles of
 one group all go to train or all to test), optional ``tags`` (list of strings).
-A relative ``path`` is resolved against the manifest's own folder; URLs are kept as they are.
+A relative ``path`` is resolved against the manifest's own folder (or, for a manifest at a URL,
+its prefix); URLs are kept as they are. A manifest may itself be a URL (``common.storage``).
 A plain manifest (``id``, ``path``) lists any images, e.g. a collection to embed.
 Ids, ``path``, ``category`` and ``group`` are strings and ``tags`` a list of strings (a column
 stored as numbers, or tags as one plain string, is refused naming the file, row and column).
@@ -15,10 +16,12 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from common import storage
 from common.files import atomic_output
 from shards.schema import ID_PATTERN
 
@@ -85,7 +88,7 @@ def _describe(kind: pa.DataType) -> str:
     return "a list of strings" if pa.types.is_list(kind) else "strings"
 
 
-def _check_types(path: Path, table: pa.Table, schema: pa.Schema) -> None:
+def _check_types(path: str | Path, table: pa.Table, schema: pa.Schema) -> None:
     """Refuse a column stored with another type (an int path, a float NaN column, a plain
     string for tags), naming its first value: to_pylist would pass such values on silently."""
     for field in schema:
@@ -122,10 +125,32 @@ def _resolve(file: Path, where: str) -> Path:
         raise ManifestError(f"{where}: {problem}: {file}") from None
 
 
-def _read_rows(path: Path, schema: pa.Schema, check_files: bool) -> list[dict]:
-    if not path.exists():
+def _read_manifest(path: str | Path, read: Callable[[Any], Any]) -> Any:
+    """``read`` (pyarrow's ``read_table`` or ``read_schema``) of a manifest, local or at a
+    URL; a missing one is named."""
+    if not storage.is_file(path):
         raise ManifestError(f"manifest not found: {path}")
-    table = pq.read_table(path)
+    if not storage.is_url(path):
+        return read(path)
+    with storage.open_input(path) as handle:
+        return read(handle)
+
+
+def _locate(path: str | Path, row: dict, where: str, check_files: bool) -> str:
+    """A row's image: a URL as it is; a relative path against the manifest's folder or prefix
+    (a URL then, not checked: one request per row); a local file resolved and checked."""
+    if _is_url(row["path"]):
+        return row["path"]
+    if storage.is_url(path):
+        return storage.join(storage.parent(path), row["path"])
+    resolved = _resolve(Path(path).parent / row["path"], where)
+    if check_files and not resolved.is_file():
+        raise ManifestError(f"{where}: file not found: {resolved}")
+    return str(resolved)
+
+
+def _read_rows(path: str | Path, schema: pa.Schema, check_files: bool) -> list[dict]:
+    table = _read_manifest(path, pq.read_table)
     id_column = schema.names[0]
     missing = [c for c in (id_column, *_REQUIRED) if c not in table.column_names]
     if missing:
@@ -139,21 +164,17 @@ def _read_rows(path: Path, schema: pa.Schema, check_files: bool) -> list[dict]:
         where = f"{path}: row {number}"
         _check_values(row, schema, where)
         _check_row(row, id_column, where, seen, number)
-        if not _is_url(row["path"]):
-            resolved = _resolve(path.parent / row["path"], f"{where} ({id_column}={row[id_column]})")
-            if check_files and not resolved.is_file():
-                raise ManifestError(f"{where} ({id_column}={row[id_column]}): file not found: {resolved}")
-            row["path"] = str(resolved)
+        row["path"] = _locate(path, row, f"{where} ({id_column}={row[id_column]})", check_files)
     return rows
 
 
 def read_content_manifest(path: str | Path, check_files: bool = True) -> list[ContentRow]:
-    rows = _read_rows(Path(path), CONTENT_SCHEMA, check_files)
+    rows = _read_rows(storage.path_or_url(path), CONTENT_SCHEMA, check_files)
     return [ContentRow(r["content_id"], r["path"], r.get("category") or "") for r in rows]
 
 
 def read_style_manifest(path: str | Path, check_files: bool = True) -> list[StyleRow]:
-    rows = _read_rows(Path(path), STYLE_SCHEMA, check_files)
+    rows = _read_rows(storage.path_or_url(path), STYLE_SCHEMA, check_files)
     return [StyleRow(r["style_id"], r["path"], r.get("group") or r["style_id"],
                      tuple(r.get("tags") or ())) for r in rows]
 
@@ -162,10 +183,8 @@ def read_image_manifest(path: str | Path, check_files: bool = True) -> list[tupl
     """(id, path) rows of a content or style manifest, or of a plain one with ``id, path``:
     the id is the first of ``content_id``, ``style_id``, ``id`` the file has. Validated as
     the others (so ids have no dots and every file exists)."""
-    path = Path(path)
-    if not path.exists():
-        raise ManifestError(f"manifest not found: {path}")
-    columns = pq.read_schema(path).names
+    path = storage.path_or_url(path)
+    columns = _read_manifest(path, pq.read_schema).names
     id_column = next((c for c in ID_COLUMNS if c in columns), ID_COLUMNS[-1])
     rows = _read_rows(path, pa.schema([(id_column, pa.string()), ("path", pa.string())]), check_files)
     return [(row[id_column], row["path"]) for row in rows]

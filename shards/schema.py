@@ -28,6 +28,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from common import storage
+
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 SHARD_NAME = re.compile(r"^shard-(\d{6,})\.")
 STYLE_MEMBER = "style.jpg"
@@ -86,6 +88,11 @@ def shard_paths(split_dir: Path, number: int) -> dict[str, Path]:
     return {"tar": split_dir / f"{stem}.tar",
             "index": split_dir / f"{stem}.parquet",
             "stats": split_dir / f"{stem}.stats.json"}
+
+
+def shard_locations(split_dir: str | Path, number: int) -> dict[str, str]:
+    """:func:`shard_paths` for a split folder that may be a URL (``common.storage``)."""
+    return {kind: storage.join(split_dir, path.name) for kind, path in shard_paths(Path(), number).items()}
 
 
 def is_complete(split_dir: Path, number: int) -> bool:

@@ -1,6 +1,13 @@
 """Writes one shard atomically: the tar under a temporary name; when it is complete, its parquet
-index, then the tar renamed to its final name, then the stats file that marks the shard complete
-(so reruns can skip it). A reader never meets a published tar without its index."""
+index, then the tar under its final name, then the stats file that marks the shard complete
+(so reruns can skip it). A reader never meets a published tar without its index.
+
+The split folder may be a URL (``common.storage``). Object stores have no rename, so the tar is
+filled in a local temporary file and uploaded to its final key only when complete, in one put
+or one multipart upload, which the store shows whole or not at all. No temporary key is ever
+written to the store: a killed writer leaves nothing there that a rerun must clear, only a
+local temporary file in its node's temp folder. (A temporary key then a copy would cost a
+second transfer of every tar and leave objects to clean up.)"""
 from __future__ import annotations
 
 import io
@@ -14,17 +21,18 @@ from typing import Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.files import atomic_output, publish, temporary_path, write_json
+from common import storage
+from common.storage import publish_file, write_json
 from shards.schema import (INDEX_SCHEMA, INFO_NAME, META_MEMBER, STATUS_FAILED, STATUS_OK,
-                           STYLE_MEMBER, ItemMeta, SampleMeta, sample_key, shard_paths, shard_stem,
-                           split_role)
+                           STYLE_MEMBER, ItemMeta, SampleMeta, sample_key, shard_locations,
+                           shard_stem, split_role)
 
 
 @dataclass
 class ShardWriter:
     """Collects style groups for one shard; ``close()`` publishes tar, index and stats."""
 
-    split_dir: Path
+    split_dir: str | Path
     number: int
     split: str
     rows: list[dict] = field(default_factory=list)
@@ -32,10 +40,8 @@ class ShardWriter:
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
-        self.split_dir = Path(self.split_dir)
-        self.split_dir.mkdir(parents=True, exist_ok=True)
-        self.paths = shard_paths(self.split_dir, self.number)
-        self._tmp_tar = temporary_path(self.paths["tar"])
+        self.paths = shard_locations(self.split_dir, self.number)
+        self._tmp_tar = storage.temporary_file(self.paths["tar"])
         self._tar = tarfile.open(self._tmp_tar, "w")
 
     def _add(self, name: str, data: bytes) -> None:
@@ -82,9 +88,9 @@ class ShardWriter:
     def close(self) -> dict:
         """Publish the shard; returns its stats."""
         self._tar.close()
-        with atomic_output(self.paths["index"]) as fh:
+        with storage.open_output(self.paths["index"]) as fh:
             pq.write_table(pa.Table.from_pylist(self.rows, schema=INDEX_SCHEMA), fh)
-        publish(self._tmp_tar, self.paths["tar"])
+        publish_file(self._tmp_tar, self.paths["tar"])
         ok = sum(row["status"] == STATUS_OK for row in self.rows)
         stats = {"shard": shard_stem(self.number), "split": self.split, "samples": self.samples,
                  "images": ok, "failed": len(self.rows) - ok, "planned": len(self.rows),
@@ -97,12 +103,12 @@ class ShardWriter:
         self._tmp_tar.unlink(missing_ok=True)
 
 
-def write_split_info(split_dir: Path, split: str, stats: list[dict], extra: dict) -> dict:
+def write_split_info(split_dir: str | Path, split: str, stats: list[dict], extra: dict) -> dict:
     """Summarise a split's complete shards in ``_info.json``, with the split's role (from its
     name and ``extra["held_out"]``, the run's held-out method)."""
     info = {"split": split, "role": split_role(split, extra.get("held_out")),
             "shards": [s["shard"] + ".tar" for s in stats],
             "samples": sum(s["samples"] for s in stats), "images": sum(s["images"] for s in stats),
             "failed": sum(s["failed"] for s in stats), **extra}
-    write_json(Path(split_dir) / INFO_NAME, info)
+    write_json(storage.join(split_dir, INFO_NAME), info)
     return info

@@ -2,7 +2,10 @@
 sentence-transformers folder for the text side of tagging."""
 from __future__ import annotations
 
+import logging
 import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +17,10 @@ from PIL import Image
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
+SMOKE = REPO_ROOT / "configs" / "smoke.yaml"
+BUCKET = "nststyle-test"
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+          "AWS_DEFAULT_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "1"}
 sys.path.insert(0, str(TESTS_DIR))  # test helpers such as shard_factory
 
 
@@ -93,6 +100,62 @@ def read_only_folder(request, tmp_path: Path, monkeypatch) -> Path:
 
     monkeypatch.setattr(common.files, "open", refuse_writes, raising=False)
     return folder
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- a real S3 API on loopback: moto's server, s3fs as the client -----------------------------
+
+@pytest.fixture(scope="session")   # one endpoint: fsspec caches its S3 clients per process
+def s3_server():
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch) -> str:
+    """The bucket's URL, with the S3 client configured by environment variables alone (which
+    the processes a test starts inherit)."""
+    from common import storage
+
+    for key, value in {**S3_ENV, "AWS_ENDPOINT_URL": s3_server}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    fs, _ = storage.filesystem(f"s3://{BUCKET}")
+    if not fs.exists(BUCKET):
+        fs.mkdir(BUCKET)
+    return f"s3://{BUCKET}"
+
+
+def ray_subprocess_env(root: Path) -> dict[str, str]:
+    """The environment of a command a test runs that starts a local Ray: its temp folders
+    under ``root``, no inherited cluster address (the test's own variables, S3's, kept)."""
+    env = {**os.environ, "TMPDIR": str(root), "RAY_TMPDIR": str(root), "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_OBJECT_STORE_ALLOW_SLOW_STORAGE": "1", "RAY_DISABLE_IMPORT_WARNING": "1"}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> dict:
+    """Stage 1 on the smoke config, as a user runs it: the world and the shards, local."""
+    root = tmp_path_factory.mktemp("smoke")
+    env = ray_subprocess_env(root)
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "pipeline" / "stylize.py"), "--config",
+                             str(SMOKE), "--out", str(root / "shards"), f"world.dir={root / 'world'}"],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {"root": root, "shards": root / "shards", "world": root / "world"}
 
 
 # The fake text encoder's WordPiece vocabulary: tags made of these words embed apart.

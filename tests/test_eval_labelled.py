@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from common import storage
 from conftest import REPO_ROOT
 from pipeline.eval import main as eval_main
 from stylecode.store import ModelInfo, file_path, write_file
@@ -63,13 +64,14 @@ def test_a_labelled_table_is_scored_without_shards(tmp_path, capsys):
     assert again["split"] == report["split"]
 
 
-def test_stored_embeddings_are_scored_without_re_embedding(tmp_path):
+@pytest.mark.parametrize("where", ["folder", "url"])
+def test_stored_embeddings_are_scored_without_re_embedding(tmp_path, where):
     table = _table(tmp_path)
     paths = [str((tmp_path / "images" / f"{i}.jpg").resolve()) for i in range(10)]
     codes = np.zeros((10, 4), np.float32)
     codes[np.arange(10), [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]] = 1.0   # each colour on its own axis
-    store = tmp_path / "codes"
-    store.mkdir()
+    store = tmp_path / "codes" if where == "folder" else f"memory://codes-{tmp_path.name}"
+    storage.makedirs(store)
     order = np.random.default_rng(1).permutation(10)              # file order is not table order
     write_file(file_path(store, 0), [f"i{i}" for i in order], [paths[i] for i in order],
                codes[order], [""] * 10, ModelInfo("stored", "0123456789abcdef", 4))

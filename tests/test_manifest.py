@@ -2,7 +2,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shards.manifest import ManifestError, read_content_manifest, read_style_manifest
+from common import storage
+from common.images import open_image
+from shards.manifest import (ManifestError, read_content_manifest, read_image_manifest,
+                             read_style_manifest)
 
 
 def _rewrite(path, mutate):
@@ -19,6 +22,18 @@ def test_valid_manifests_resolve_relative_paths(small_manifests):
     assert contents[0].category == "k0" and styles[1].group == "g1"
     assert styles[0].tags == ("test",)
     assert all(p.startswith(str(content.parent)) for p in (c.path for c in contents))
+
+
+def test_manifests_at_a_url_resolve_relative_paths_against_their_prefix(small_manifests, tmp_path):
+    content, _ = small_manifests
+    url = f"memory://manifests-{tmp_path.name}"
+    storage.upload(content.parent, url)   # the manifests and their images, side by side
+    contents = read_content_manifest(storage.join(url, "content.parquet"))
+    assert contents[0].path == f"{url}/content/content0.jpg" and len(contents) == 24
+    assert open_image(contents[0].path).size == (48, 48)
+    assert read_image_manifest(storage.join(url, "style.parquet"))[1] == ("s1", f"{url}/style/style1.jpg")
+    with pytest.raises(ManifestError, match=rf"manifest not found: {url}/nothing.parquet"):
+        read_style_manifest(storage.join(url, "nothing.parquet"))
 
 
 def test_missing_column_names_file_and_column(small_manifests):

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import os
-import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,9 @@ import yaml
 
 from common import storage
 from common.config import config_for_shards, load_config, public, save_config
-from conftest import REPO_ROOT
+from common.files import LockedError
+from common.lease import LEASE_NAME
+from conftest import REPO_ROOT, S3_ENV, SMOKE, free_port
 from models.checkpoint import load_checkpoint
 from pipeline.eval import main as eval_main
 from pipeline.search import main as search_main
@@ -30,11 +31,6 @@ from stylecode.store import read_folder
 from train.checkpoint import last_checkpoint_path
 from train.main import main as train_main
 from train.main import run_training
-
-BUCKET = "nststyle-test"
-S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-          "AWS_DEFAULT_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "1"}
-SMOKE = REPO_ROOT / "configs" / "smoke.yaml"
 
 
 @pytest.fixture(autouse=True)
@@ -95,50 +91,6 @@ def test_saved_configs_and_checkpoints_hold_no_credentials(tmp_path):
 
 # --- a real S3 API on loopback -----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def s3_server():
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_server, monkeypatch) -> str:
-    """The bucket's URL, with the S3 client configured by environment variables alone."""
-    for key, value in {**S3_ENV, "AWS_ENDPOINT_URL": s3_server}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    fs, _ = storage.filesystem(f"s3://{BUCKET}")
-    if not fs.exists(BUCKET):
-        fs.mkdir(BUCKET)
-    return f"s3://{BUCKET}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> dict:
-    """Stage 1 on the smoke config, as a user runs it: the world and the shards, local."""
-    root = tmp_path_factory.mktemp("smoke")
-    env = {**os.environ, "TMPDIR": str(root), "RAY_TMPDIR": str(root), "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_OBJECT_STORE_ALLOW_SLOW_STORAGE": "1", "RAY_DISABLE_IMPORT_WARNING": "1"}
-    env.pop("RAY_ADDRESS", None)
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "pipeline" / "stylize.py"), "--config",
-                             str(SMOKE), "--out", str(root / "shards"), f"world.dir={root / 'world'}"],
-                            cwd=root, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return {"root": root, "shards": root / "shards", "world": root / "world"}
-
-
 def _upload_shards(smoke: dict, bucket: str) -> str:
     url = storage.join(bucket, "shards")
     if not storage.exists(storage.join(url, "config.yaml")):
@@ -167,7 +119,7 @@ def test_bad_locations_are_one_error_naming_the_url(s3, monkeypatch):
         with pytest.raises(storage.StorageError, match=rf"{s3}/shards: access denied"):
             storage.check_readable(storage.join(s3, "shards"))
     # Unreachable: an endpoint where nothing listens (the credentials are good).
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setitem(storage._options, "s3", {"skip_instance_cache": True})
     with pytest.raises(storage.StorageError,
                        match=r"s3://any/shards: the storage cannot be reached.*EndpointConnectionError"):
@@ -185,7 +137,7 @@ def test_entry_points_refuse_bad_urls_before_any_work(s3, smoke, capsys, monkeyp
     assert eval_main(["--shards", shards, "--checkpoint", f"{s3}/no-run/checkpoints/last.pt",
                       "--out", "s3://no-such-bucket/eval"]) == 2
     assert f"input not found: {s3}/no-run/checkpoints/last.pt" in capsys.readouterr().err
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setitem(storage._options, "s3", {"skip_instance_cache": True})
     monkeypatch.setattr(storage, "configure_from", lambda cfg: None)   # keep that option
     assert train_main(["--shards", shards, "--out", f"{s3}/run-y"]) == 2
@@ -255,7 +207,12 @@ def test_training_from_s3_to_s3_resumes_and_equals_the_local_run(s3, smoke, loca
     for secret in ("cfg-key-id", "never-written"):
         assert secret not in storage.read_text(f"{run}/config.yaml")
         assert secret not in repr(remote["config"])
-    assert not any(storage.name(p) == ".lock" for p in storage.listdir(run))
+    # The run folder's lease: released when each run ended; a live one refuses a training.
+    assert not any(storage.name(p) in (".lock", LEASE_NAME) for p in storage.listdir(run))
+    storage.write_json(f"{run}/{LEASE_NAME}", {"host": "node-7", "pid": 4242, "run_id": "other",
+                                               "command": "train/main.py", "expires": time.time() + 60})
+    with pytest.raises(LockedError, match=rf"{run} is in use by another training \(host node-7, pid 4242"):
+        run_training(config_for_shards(None, cfg_args, shards), shards, run, resume=True)
 
 
 def _report(text: str) -> dict:

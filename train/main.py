@@ -48,7 +48,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from common import storage
 from common.config import add_config_args, config_for_shards, public, save_config
-from common.files import FolderLock, LockedError
+from common.files import LockedError
+from common.lease import folder_lock
 from common.schema import Config, Train
 from models.checkpoint import SPEC_KEY, load_checkpoint, save_checkpoint
 from models.encoder import ModelConfigError, build_encoder
@@ -374,10 +375,9 @@ def run_training(cfg: Config, shards: str | Path, out: str | Path, resume: bool 
     # process group does not exist yet) and finds the same list, rank 0 alone reports.
     urls = (train_shards(shards, bad_shards, warn_on_stderr) if main_rank
             else train_shards(shards, bad_shards))
-    # Rank 0 writes the run folder: one training at a time in it (a second is refused; the
-    # lock is local: a folder on object storage has none).
-    local_main = main_rank and not storage.is_url(out)
-    with FolderLock(out, "training") if local_main else nullcontext(), storage.LocalMirror(out) as logs:
+    # Rank 0 writes the run folder: one training at a time in it (a second is refused; on
+    # object storage by a lease, common.lease).
+    with folder_lock(out, "training") if main_rank else nullcontext(), storage.LocalMirror(out) as logs:
         try:
             return _train(cfg, urls, out, logs, resume)
         finally:   # a stopped run's logs too (a NaN stop keeps what it logged)

@@ -7,12 +7,14 @@ Ray workers and torchrun ranks inherit it) and names a fault in ``NSTSTYLE_FAULT
 
     exit-mid-shard:<split>/<shard stem>     the process writing that shard exits abruptly once
                                             the shard's first group is in its temporary tar
+    exit-before-tar:<split>/<shard stem>    it exits between publishing the shard's index and
+                                            its tar
     exit-before-stats:<split>/<shard stem>  it exits between publishing the shard's tar (and
                                             index) and writing its stats file
     nan-batch:<step>                        training's batch of that step (1-based) is all NaN,
                                             so its loss is not finite
 
-An exit fires on every occasion, or only on the first one when ``NSTSTYLE_FAULT_ONCE`` names a
+Several faults may be named at once, separated by commas. An exit fires on every occasion, or only on the first one when ``NSTSTYLE_FAULT_ONCE`` names a
 folder: the process that exits writes its pid to ``<folder>/fired`` first. With
 ``NSTSTYLE_FAULT_LOG`` naming a folder, every stage-1 worker process writes a file
 ``<folder>/<pid>`` that lists the shards it wrote, one a line, so a test can tell which actor
@@ -64,6 +66,7 @@ def _fire() -> None:
 
 
 def _shard_name(shard) -> str:
+    """``<split>/<shard stem>`` of a shard plan or a shard writer."""
     from shards.schema import shard_stem
 
     return f"{shard.split}/{shard_stem(shard.number)}"
@@ -75,23 +78,28 @@ def _exit_mid_shard(target: str) -> Callable[[ModuleType], None]:
 
         def faulty(self, writer, group) -> None:
             write_group(self, writer, group)
-            if f"{writer.split}/{writer.paths['tar'].stem}" == target:
+            if _shard_name(writer) == target:
                 _fire()
         worker.ShardWorker._write_group = faulty
     return patch
 
 
-def _exit_before_stats(target: str) -> Callable[[ModuleType], None]:
-    def patch(writer: ModuleType) -> None:
-        write_json = writer.write_json   # what ShardWriter.close() writes the stats file with
+def _exit_before(function: str, target_arg: int,
+                 suffix: str) -> Callable[[str], Callable[[ModuleType], None]]:
+    """An exit before ``shards.writer``'s ``function`` (one of the functions ShardWriter.close()
+    publishes a shard's files with; its argument ``target_arg`` is the file's final location,
+    a path or a URL) publishes the target shard's ``<stem><suffix>``."""
+    def make(target: str) -> Callable[[ModuleType], None]:
+        def patch(writer: ModuleType) -> None:
+            publish = getattr(writer, function)
 
-        def faulty(path, data) -> None:
-            split, name = Path(path).parts[-2:]
-            if name.endswith(".stats.json") and f"{split}/{name.removesuffix('.stats.json')}" == target:
-                _fire()
-            write_json(path, data)
-        writer.write_json = faulty
-    return patch
+            def faulty(*args) -> None:
+                if "/".join(str(args[target_arg]).split("/")[-2:]) == target + suffix:
+                    _fire()
+                publish(*args)
+            setattr(writer, function, faulty)
+        return patch
+    return make
 
 
 def _nan_batch(step: str) -> Callable[[ModuleType], None]:
@@ -124,7 +132,8 @@ def _log_shards(folder: str) -> Callable[[ModuleType], None]:
 
 
 FAULTS = {"exit-mid-shard": ("pipeline.worker", _exit_mid_shard),
-          "exit-before-stats": ("shards.writer", _exit_before_stats),
+          "exit-before-tar": ("shards.writer", _exit_before("publish_file", 1, ".tar")),
+          "exit-before-stats": ("shards.writer", _exit_before("write_json", 0, ".stats.json")),
           "nan-batch": ("train.data", _nan_batch)}
 
 
@@ -161,8 +170,7 @@ class _ThenPatch(importlib.abc.Loader):
 
 def _install() -> None:
     patches: dict[str, list[Callable[[ModuleType], None]]] = {}
-    fault = os.environ.get(FAULT_ENV)
-    if fault:
+    for fault in filter(None, os.environ.get(FAULT_ENV, "").split(",")):
         kind, _, argument = fault.partition(":")
         if kind not in FAULTS:
             raise SystemExit(f"{FAULT_ENV}={fault!r}: unknown fault (known: {', '.join(FAULTS)})")
