@@ -17,6 +17,7 @@ import webdataset as wds
 from common.config import load_config, save_config
 from common.files import FolderLock
 from faults.sitecustomize import fault_env
+from ray_cluster import LocalRayCluster
 from shards.manifest import read_content_manifest, read_style_manifest
 from pipeline.plan import make_plan
 from shards.reader import complete_shards, incomplete_shards, read_index, read_info
@@ -199,25 +200,19 @@ def test_script_imports_the_stylize_package_not_itself(tmp_path):
 def test_ray_job_submit_against_a_local_head(small_manifests, ray_env, tmp_path):
     content, style = small_manifests
     ray = str(Path(sys.executable).with_name("ray"))
-    port, dash = "6391", "8271"
     # Ray's head requires token authentication: the head, the CLI and the job share one token.
     ray_env = {**ray_env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
-    head = [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-            f"--dashboard-port={dash}", "--num-cpus=2", "--object-store-memory=100000000",
-            "--disable-usage-stats"]
-    started = subprocess.run(head, env=ray_env, capture_output=True, text=True, timeout=180)
-    assert started.returncode == 0, started.stderr[-2000:]
-    try:
+    # Its own ports and temp folder, stopped by pid: never ``ray stop``, which stops every cluster.
+    head = LocalRayCluster(ray_env, dashboard=True, num_cpus=2, object_store_bytes=100_000_000)
+    with head:
         out = tmp_path / "job-shards"
         job = subprocess.run(
-            [ray, "job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={REPO}",
+            [ray, "job", "submit", f"--address={head.dashboard}", f"--working-dir={REPO}",
              "--", sys.executable, "pipeline/stylize.py", "--out", str(out), *_overrides(content, style)],
             env=ray_env, capture_output=True, text=True, timeout=400)
-        assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
-        assert "succeeded" in job.stdout
-        assert read_info(out / "train")["samples"] > 0
-    finally:
-        subprocess.run([ray, "stop", "--force"], env=ray_env, capture_output=True, timeout=120)
+    assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+    assert "succeeded" in job.stdout
+    assert read_info(out / "train")["samples"] > 0
 
 
 def test_the_pretrained_network_runs_through_stage1_with_a_variant_held_out(small_manifests, ray_env,

@@ -10,12 +10,9 @@ import io
 import json
 import os
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,8 +24,9 @@ import yaml
 from common import storage
 from common.config import RESOLVED_NAME, load_config
 from common.lease import LEASE_NAME
-from conftest import REPO_ROOT, S3_ENV, SMOKE, free_port, ray_subprocess_env
+from conftest import REPO_ROOT, S3_ENV, SMOKE, ray_subprocess_env
 from faults.sitecustomize import fault_env
+from ray_cluster import LocalRayCluster
 from pipeline.runner import plan_inputs
 from pipeline.stylize import main as stylize_main
 from shards.reader import complete_shards, incomplete_shards
@@ -194,61 +192,6 @@ def test_a_bad_output_url_is_refused_before_any_work(s3, small_manifests, capsys
     assert "[stage1]" not in captured.out   # not even the manifests were read
 
 
-class TwoNodeCluster:
-    """A Ray head node and a worker node on this machine, started by ``ray start``, each with
-    its own temp folder and ports. ``ray stop`` would stop every Ray cluster of this user on the
-    machine, so stopping kills by pid the processes that carry this cluster's own marker in
-    their environment (every process ``ray start`` spawns inherits it)."""
-
-    MARKER = "NSTSTYLE_TEST_CLUSTER"
-
-    def __init__(self, head_env: dict[str, str], worker_env: dict[str, str]):
-        # Short: Ray's socket paths live under the temp folder (at most 107 characters).
-        self.folder = tempfile.mkdtemp(prefix="nst-ray-", dir="/tmp")
-        self.port = free_port()
-        self.envs = [{**env, self.MARKER: self.folder} for env in (head_env, worker_env)]
-        self.ray = str(Path(sys.executable).with_name("ray"))
-
-    def __enter__(self) -> str:
-        address = f"127.0.0.1:{self.port}"
-        try:
-            self._start(self.envs[0], "head", "--head", f"--port={self.port}", "--include-dashboard=false",
-                        f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}")
-            self._start(self.envs[1], "worker", f"--address={address}")
-        except BaseException:
-            self.__exit__()
-            raise
-        return address
-
-    def _start(self, env: dict[str, str], node: str, *args: str) -> None:
-        resource = "head" if node == "head" else "worker_node"
-        started = subprocess.run(
-            [self.ray, "start", *args, "--node-ip-address=127.0.0.1", "--num-cpus=1",
-             f"--resources={json.dumps({resource: 1})}", f"--temp-dir={self.folder}/{node}",
-             "--object-store-memory=80000000", f"--dashboard-agent-listen-port={free_port()}",
-             "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=180)
-        assert started.returncode == 0, started.stderr[-2000:]
-
-    def pids(self) -> list[int]:
-        marker = f"{self.MARKER}={self.folder}".encode()
-        found = []
-        for proc in Path("/proc").iterdir():
-            try:
-                if proc.name.isdigit() and marker in (proc / "environ").read_bytes().split(b"\0"):
-                    found.append(int(proc.name))
-            except OSError:   # gone, or another user's
-                continue
-        return found
-
-    def __exit__(self, *exc) -> None:
-        for pid in self.pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
 @pytest.mark.slow
 def test_stage1_on_a_two_node_cluster_runs_its_actors_on_the_named_node(s3, smoke, tmp_path):
     """Actors need the custom resource only the worker node has (``stylize.ray.actor_resources``):
@@ -260,7 +203,7 @@ def test_stage1_on_a_two_node_cluster_runs_its_actors_on_the_named_node(s3, smok
            "RAY_AUTH_TOKEN": secrets.token_hex(16),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     out = storage.join(s3, "shards-two-node")
-    with TwoNodeCluster(env, fault_env(env, log=log)) as address:
+    with LocalRayCluster(env, fault_env(env, log=log)) as address:
         result = stage1(out, smoke, env, f"stylize.ray.address={address}", "stylize.ray.num_actors=1",
                         "stylize.ray.actor_resources={worker_node: 1}")
     assert result.returncode == 0, result.stderr[-3000:]
