@@ -206,10 +206,16 @@ def test_ray_job_submit_against_a_local_head(small_manifests, ray_env, tmp_path)
     head = LocalRayCluster(ray_env, dashboard=True, num_cpus=2, object_store_bytes=100_000_000)
     with head:
         out = tmp_path / "job-shards"
-        job = subprocess.run(
-            [ray, "job", "submit", f"--address={head.dashboard}", f"--working-dir={REPO}",
-             "--", sys.executable, "pipeline/stylize.py", "--out", str(out), *_overrides(content, style)],
-            env=ray_env, capture_output=True, text=True, timeout=400)
+        submit = [ray, "job", "submit", f"--address={head.dashboard}", f"--working-dir={REPO}",
+                  "--", sys.executable, "pipeline/stylize.py", "--out", str(out),
+                  *_overrides(content, style)]
+        # The head's job agent starts after `ray start` returns, later on a loaded machine: until
+        # then the dashboard answers "No available agent" and asks to try again.
+        for _ in range(6):
+            job = subprocess.run(submit, env=ray_env, capture_output=True, text=True, timeout=400)
+            if "No available agent" not in job.stderr:
+                break
+            time.sleep(10)
     assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
     assert "succeeded" in job.stdout
     assert read_info(out / "train")["samples"] > 0
