@@ -2,7 +2,9 @@
 Ray bounded for a shared machine."""
 from __future__ import annotations
 
+import math
 import os
+from typing import Iterable, Mapping
 
 from common.config import REPO_ROOT
 
@@ -30,3 +32,19 @@ def cluster_gpus() -> float:
     import ray
 
     return float(ray.cluster_resources().get("GPU", 0))
+
+
+def actors_that_fit(nodes: Iterable[Mapping[str, float]], need: Mapping[str, float]) -> int:
+    """How many actors each needing ``need`` (resource -> amount; zero amounts ignored) the
+    nodes, given by their total resources, can hold at once: an actor lives on one node."""
+    wanted = {name: amount for name, amount in need.items() if amount > 0}
+    # A hair of slack: Ray stores fractional resources in fixed point, so 1/0.1 must give 10.
+    return sum(min((math.floor(node.get(name, 0) / amount + 1e-9) for name, amount in wanted.items()),
+                   default=0) for node in nodes)
+
+
+def node_resources() -> list[dict[str, float]]:
+    """The total resources of each live node of the connected Ray cluster."""
+    import ray
+
+    return [node["Resources"] for node in ray.nodes() if node.get("Alive")]

@@ -20,8 +20,8 @@ from typing import Any, Callable
 from common import storage
 from common.config import RESOLVED_NAME, recorded_config, save_config, shard_differences
 from common.lease import folder_lock
-from common.ray_cluster import cluster_gpus, init_ray
-from common.schema import Config
+from common.ray_cluster import actors_that_fit, init_ray, node_resources
+from common.schema import Config, StylizeRay
 from pipeline.plan import Plan, ShardPlan, make_plan
 from pipeline.worker import ShardWorker
 from shards.manifest import read_content_manifest, read_style_manifest
@@ -117,11 +117,23 @@ def remove_temporaries(out: str) -> None:
 def start_ray(cfg: Config) -> None:
     rcfg = cfg.stylize.ray
     init_ray(rcfg.address, rcfg.num_actors * rcfg.num_cpus_per_actor, rcfg.object_store_mb)
-    need, have = rcfg.num_gpus_per_actor, cluster_gpus()
-    if need and have < need:
-        raise Stage1Error(f"stylize.ray.num_gpus_per_actor={need} but the Ray cluster has {have:g} "
-                          "GPUs: actors would wait forever. Set stylize.ray.num_gpus_per_actor=0 "
-                          "to run on CPUs.")
+    check_actors_fit(rcfg, node_resources())
+
+
+def check_actors_fit(rcfg: StylizeRay, nodes: list[dict[str, float]]) -> None:
+    """Every actor must find a node: an actor Ray cannot place waits forever, and so does the
+    shard handed to it."""
+    need = {"CPU": rcfg.num_cpus_per_actor, "GPU": rcfg.num_gpus_per_actor, **rcfg.actor_resources}
+    fit = actors_that_fit(nodes, need)
+    if fit >= rcfg.num_actors:
+        return
+    asked = ", ".join(f"{amount:g} {name}" for name, amount in need.items() if amount > 0)
+    hint = (" The cluster has no GPUs: set stylize.ray.num_gpus_per_actor=0 to run on CPUs."
+            if rcfg.num_gpus_per_actor
+            and not any(node.get("GPU") for node in nodes) else "")
+    raise Stage1Error(f"stylize.ray.num_actors={rcfg.num_actors} actors of {asked} each, but the "
+                      f"Ray cluster's nodes hold {fit}: the others would wait forever. Lower "
+                      f"stylize.ray.num_actors or the per-actor resources, or add nodes.{hint}")
 
 
 def shard_name(shard: ShardPlan) -> str:

@@ -181,7 +181,7 @@ def test_gpu_request_without_gpus_is_refused(small_manifests, ray_env, tmp_path)
                   _overrides(content, style, **{"stylize.ray.num_gpus_per_actor": 1}),
                   ray_env, cwd=tmp_path)
     assert result.returncode == 2
-    assert "has 0 GPUs" in result.stderr and "num_gpus_per_actor=0" in result.stderr
+    assert "The cluster has no GPUs: set stylize.ray.num_gpus_per_actor=0" in result.stderr
 
 
 def test_script_imports_the_stylize_package_not_itself(tmp_path):
@@ -262,6 +262,19 @@ def test_a_second_run_on_a_folder_in_use_is_refused(small_manifests, ray_env, tm
         result = _run(out, _overrides(content, style), ray_env, cwd=tmp_path)
     assert result.returncode == 2
     assert f"{out} is in use by another stage-1 run (pid {os.getpid()}" in result.stderr
+    assert not list(out.glob("*/shard-*"))
+
+
+def test_more_actors_than_the_cluster_can_place_are_refused_before_any_shard(small_manifests,
+                                                                             ray_env, tmp_path):
+    content, style = small_manifests
+    out = tmp_path / "shards"
+    # No node offers the resource: the actor (and the shard handed to it) would wait forever.
+    overrides = _overrides(content, style, **{"stylize.ray.actor_resources": "{stage1: 1}"})
+    result = _run(out, overrides, ray_env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert ("stylize.ray.num_actors=2 actors of 1 CPU, 1 stage1 each, but the Ray cluster's "
+            "nodes hold 0") in result.stderr
     assert not list(out.glob("*/shard-*"))
 
 
