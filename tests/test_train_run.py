@@ -68,7 +68,7 @@ def test_torchrun_uneven_shards_nan_stop_and_exact_resume(uneven_shards, tmp_pat
     assert [r["step"] for r in logged] == [1, 2, 4, 6]
     assert all({"loss", "lr", "samples_per_s", "eta_s"} <= r.keys() for r in logged)
     encoder, cfg = load_encoder(tmp_path / "straight" / "checkpoints" / "last.pt")
-    assert cfg.train.steps == 6 and encoder(torch.rand(2, 3, 32, 32)).shape == (2, 128)
+    assert cfg["train"]["steps"] == 6 and encoder(torch.rand(2, 3, 32, 32)).shape == (2, 128)
 
     # A NaN at step 5 stops both ranks; the checkpoint of step 4 stays as it was.
     interrupted = tmp_path / "interrupted"
