@@ -113,9 +113,12 @@ def _slow_run_until(small_manifests, ray_env, tmp_path, shards_done: int
     overrides = _overrides(content, style, **{"stylize.train_methods": "[gram]",
                                               "stylize.ray.num_actors": 1})
     out = tmp_path / "shards"
+    # As from a terminal: Ctrl-C reaches the run even where the test itself was started in the
+    # background of a script (which leaves SIGINT ignored, and Python keeps an ignored SIGINT).
     proc = subprocess.Popen([sys.executable, str(SCRIPT), "--out", str(out), *overrides],
                             cwd=tmp_path, env=ray_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline and len(list(out.glob("*/*.stats.json"))) < shards_done:
         time.sleep(0.2)
