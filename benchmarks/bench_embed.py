@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import stylecode  # noqa: E402
-from common.config import REPO_ROOT, add_config_args, load_config  # noqa: E402
+from common.config import REPO_ROOT, add_config_args, load_config, public  # noqa: E402
 from common.files import write_json  # noqa: E402
 from common.images import open_image  # noqa: E402
 from common.schema import Config  # noqa: E402
@@ -54,7 +54,7 @@ def write_collection(folder: Path, count: int, size: int, seed: int) -> list[Pat
 
 def random_checkpoint(cfg: Config, path: Path) -> Path:
     torch.manual_seed(cfg.seed)
-    return save_checkpoint(path, {"model": build_encoder(cfg).state_dict(), "config": cfg, "step": 0})
+    return save_checkpoint(path, {"model": build_encoder(cfg).state_dict(), "config": public(cfg), "step": 0})
 
 
 def bench_bare(checkpoint: Path, paths: list[Path], cfg: Config) -> dict:

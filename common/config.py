@@ -286,7 +286,10 @@ def config_for_shards(path: str | Path | None, overrides: Iterable[str], shards:
     """
     recorded = storage.join(shards, RESOLVED_NAME)
     overrides = list(overrides)
-    storage.configure_from(apply_overrides(load_file(path or DEFAULT_CONFIG), overrides))
+    # Not yet checked by the schema (the shards' config may be the one to use): read by key.
+    options = _lookup(apply_overrides(load_file(path or DEFAULT_CONFIG), overrides),
+                      ("storage", "options"))
+    storage.configure(None if options is _MISSING else options)
     if not storage.is_file(recorded):
         if path is None:
             raise ConfigError(f"no --config given and {recorded} (written by stage 1) is missing: "

@@ -20,7 +20,7 @@ fields of :class:`MethodFiles`.
 from __future__ import annotations
 
 import copy
-from typing import Annotated, Any, Iterator, Literal, Optional, Union, get_origin
+from typing import Annotated, Any, Literal, Optional, Union, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, WrapValidator, model_validator
 
@@ -63,22 +63,6 @@ Relu = Annotated[str, Field(pattern=r"^relu[1-5]_[1-4]$")]
 
 class Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
-
-    # Read access by key (``section["key"]``, ``section.get``) as well as by attribute, for
-    # code that takes either a loaded config or a saved one (a checkpoint's plain dict).
-    def __getitem__(self, key: str) -> Any:
-        if key not in type(self).model_fields:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def __contains__(self, key: object) -> bool:
-        return key in type(self).model_fields
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in type(self).model_fields else default
-
-    def keys(self) -> Iterator[str]:
-        return iter(type(self).model_fields)
 
 
 class World(Section):

@@ -30,12 +30,15 @@ import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterable, Iterator
 
 import fsspec
 from fsspec import AbstractFileSystem
 
 from common.files import atomic_output, publish, temporary_path
+
+if TYPE_CHECKING:
+    from common.schema import Config
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _options: dict[str, dict] = {}
@@ -52,9 +55,9 @@ def configure(options: dict[str, dict] | None) -> None:
     _options.update(options or {})
 
 
-def configure_from(cfg: dict) -> None:
-    """:func:`configure` from a loaded config (one without a storage section clears it)."""
-    configure(cfg.get("storage", {}).get("options"))
+def configure_from(cfg: Config) -> None:
+    """:func:`configure` from a loaded config's storage options."""
+    configure(cfg.storage.options)
 
 
 def is_url(location: str | Path) -> bool:

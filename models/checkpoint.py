@@ -22,7 +22,7 @@ from typing import Mapping
 import torch
 
 from common import storage
-from models.encoder import ModelConfigError, StyleEncoder, build_encoder
+from models.encoder import ModelConfigError, StyleEncoder, saved_encoder
 
 ENCODER_KEYS = ("model", "config")   # what rebuilding the encoder needs
 SPEC_KEY = "encoder"
@@ -80,7 +80,7 @@ def load_encoder(path: str | Path, map_location: str | torch.device = "cpu",
     if SPEC_KEY in checkpoint:
         encoder = encoder_from_spec(checkpoint[SPEC_KEY], files)
     else:   # written before checkpoints carried a spec: the style network's files from the config
-        encoder = build_encoder(checkpoint["config"], load_weights=False)
+        encoder = saved_encoder(checkpoint["config"], load_weights=False)
     encoder.load_state_dict(checkpoint["model"])
     return encoder.to(map_location).eval(), checkpoint["config"]
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.schema import Config, Model, StyleNet, Vgg, Vit, with_defaults
+from common.schema import METHOD_FILE_OPTIONS, Config, Model, StyleNet, Vgg, Vit, with_defaults
 from models.embedder import resize_batch
 from stylize.magenta import STYLE_DIM, MagentaArbitrary, network_options
 from stylize.parts.checkpoint import CheckpointError, load_into
@@ -130,7 +130,8 @@ class StyleNetBranch(nn.Module):
     """
 
     method = "magenta"   # the registered NST method whose conditioning code the branch computes
-    FILE_OPTIONS = ("predict_model", "transform_model")
+    # Options naming model files (the schema's MethodFiles): the spec names them by hash instead.
+    FILE_OPTIONS = METHOD_FILE_OPTIONS
 
     def __init__(self, cfg: StyleNet, options: dict):
         super().__init__()
@@ -239,8 +240,14 @@ def model_section(model_cfg: Model | dict) -> Model:
     return Model.model_validate(with_defaults(model_cfg, Model))
 
 
-def build_encoder(cfg: Config | dict, load_weights: bool = True) -> StyleEncoder:
-    """The encoder a resolved config describes: a loaded config, or the plain dict a
-    checkpoint written before encoder specs recorded (read alike by key)."""
-    return StyleEncoder(cfg["train"]["model"], cfg["train"]["image_size"], load_weights,
-                        network_options(cfg["stylize"]["methods"]))
+def build_encoder(cfg: Config, load_weights: bool = True) -> StyleEncoder:
+    """The encoder a loaded config describes."""
+    return StyleEncoder(cfg.train.model, cfg.train.image_size, load_weights,
+                        network_options(cfg.stylize.methods))
+
+
+def saved_encoder(saved: dict, load_weights: bool = True) -> StyleEncoder:
+    """The encoder of the plain config dict a checkpoint written before encoder specs recorded
+    (``train.model`` validated like any saved section: keys added since take their defaults)."""
+    return StyleEncoder(saved["train"]["model"], saved["train"]["image_size"], load_weights,
+                        network_options(saved["stylize"]["methods"]))

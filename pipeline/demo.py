@@ -81,7 +81,7 @@ def check_variants(config: str, overrides: list[str], cfg: Config) -> None:
     problems = []
     for name in cfg.demo.run:
         variant = load_config(config, overrides + variant_overrides(cfg, name))
-        shortfall = batch_shortfall(variant["train"], counts)
+        shortfall = batch_shortfall(variant.train, counts)
         if shortfall:
             problems.append(f"variant {name}: {shortfall} (e.g. in demo.variants.{name})")
     if problems:

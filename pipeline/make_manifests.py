@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                              "eval.labelled.table names for labelled retrieval")
     args = parser.parse_args(argv)
     try:
-        extensions = load_config(args.config, args.overrides)["embed"]["extensions"]
+        extensions = load_config(args.config, args.overrides).embed.extensions
         paths = make_manifests(args.contents, args.styles, args.out.resolve(), extensions, args.tags,
                                args.label_column)
         print(describe(*paths))

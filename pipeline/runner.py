@@ -46,9 +46,9 @@ def resolve_inputs(cfg: Config) -> tuple[str, str]:
     """The content and style manifests (paths or URLs): the configured ones, or the synthetic
     world's."""
     data = cfg.data
-    if data["content_manifest"] and data["style_manifest"]:
-        return storage.resolve(data["content_manifest"]), storage.resolve(data["style_manifest"])
-    if data["content_manifest"] or data["style_manifest"]:
+    if data.content_manifest and data.style_manifest:
+        return storage.resolve(data.content_manifest), storage.resolve(data.style_manifest)
+    if data.content_manifest or data.style_manifest:
         raise Stage1Error("set both data.content_manifest and data.style_manifest, or neither "
                           "(neither: use the synthetic world)")
     from world.generate import ensure_world, world_dir

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                                trusted_hosts=LOOPBACK_NAMES if _is_loopback(args.host) else None)
         app = load_app(indexes, heads, labels, args.colour_by, args.text_model, cfg,
                        args.overrides, not args.no_upload, args.root, args.cache, options)
-        threads = (cfg or load_config(None, args.overrides))["search"]["threads"]
+        threads = (cfg or load_config(None, args.overrides)).search.threads
         if threads:
             faiss.omp_set_num_threads(threads)
         server = make_server(args.host, args.port, app, threaded=True)

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from common import storage
-from common.config import as_dict
 from common.schema import Config
 from models.baselines import BASELINE_EVAL_KEYS, list_baselines
 from models.factory import checkpoint_name
@@ -66,7 +65,9 @@ class ModelSpec:
     def __str__(self) -> str:
         return f"{BASELINE_PREFIX}{self.name}" if self.is_baseline else f"{self.name}={self.path}"
 
-    def hash(self, cfg: dict) -> str:
+    def hash(self, cfg: Config | None) -> str:
+        """The hash of the codes: a baseline's from ``cfg`` (the loaded config), a checkpoint's
+        from its file (``cfg`` unused: None will do)."""
         if self.is_baseline:
             return baseline_hash(self.name, cfg)
         if not storage.is_file(self.path):
@@ -99,7 +100,7 @@ class Recipe:
     def name(self) -> str:
         return "+".join(spec.name for spec in self.specs)
 
-    def hash(self, cfg: dict) -> str:
+    def hash(self, cfg: Config) -> str:
         hashes = [spec.hash(cfg) for spec in self.specs]
         if len(hashes) == 1:
             return hashes[0]
@@ -148,17 +149,17 @@ def _named_files(value: Any) -> Iterator[Path]:
         yield Path(value)
 
 
-def baseline_config(cfg: Config | dict) -> dict:
+def baseline_config(cfg: Config) -> dict:
     """The config parts a baseline's codes can depend on (see the module notes), as plain
     values: what the hash covers."""
-    cfg = as_dict(cfg)
+    cfg = cfg.model_dump()
     return {"seed": cfg["seed"],
             "eval": {key: cfg["eval"][key] for key in BASELINE_EVAL_KEYS},
             "vit": cfg["train"]["model"]["vit"], "vgg": cfg["train"]["model"]["vgg"],
             "stylize_methods": cfg["stylize"]["methods"]}
 
 
-def baseline_hash(name: str, cfg: dict) -> str:
+def baseline_hash(name: str, cfg: Config) -> str:
     """The hash of baseline ``name`` built from ``cfg`` (see the module notes)."""
     parts = baseline_config(cfg)
     files = {str(path): file_sha256(path) for path in _named_files(parts)}
@@ -167,4 +168,4 @@ def baseline_hash(name: str, cfg: dict) -> str:
 
 def checkpoint_hash(path: str | Path) -> str:
     """The hash of a training checkpoint's encoder: of the file's content."""
-    return ModelSpec.parse(path).hash({})
+    return ModelSpec.parse(path).hash(None)

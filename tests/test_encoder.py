@@ -6,7 +6,7 @@ import torch
 
 from common.config import ConfigError, load_config
 from models.checkpoint import load_encoder
-from models.encoder import ModelConfigError, StyleEncoder, build_encoder
+from models.encoder import ModelConfigError, StyleEncoder, build_encoder, saved_encoder
 from stylize.parts.vgg import vgg_normalised
 
 SMALL = ["train.image_size=32", "train.model.vit.patch_size=8", "train.model.vgg.max_layer=relu2_1",
@@ -179,5 +179,5 @@ def test_residual_needs_room_for_the_style_vector():
 def test_a_checkpoint_without_the_residual_key_loads_as_before(tmp_path):
     cfg = small_cfg().model_dump()   # as a checkpoint records it
     del cfg["train"]["model"]["style_net"]["residual"]   # a checkpoint of an earlier version
-    encoder = build_encoder(cfg)
+    encoder = saved_encoder(cfg)
     assert encoder.start is None

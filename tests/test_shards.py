@@ -177,7 +177,7 @@ def test_bad_sample_metadata_is_an_error_naming_shard_and_sample(tmp_path, data,
     for positives in ("style", "group"):   # both of training's stream readers
         train_cfg = load_config(None, ["train.num_workers=0", "train.image_size=16",
                                        "train.shuffle_buffer=4", "train.styles_per_batch=2",
-                                       f"train.positives={positives}"])["train"]
+                                       f"train.positives={positives}"]).train
         with pytest.raises(ShardError, match=re.escape(where)):
             for _ in zip(range(4), batch_stream([str(tar)], train_cfg, 0, 0, 1)):
                 pass

@@ -123,7 +123,7 @@ def test_no_nst_mode_with_two_view_term_trains_in_process(tmp_path):
 
 
 def test_stream_is_a_function_of_its_position(uneven_shards):
-    cfg = tiny_cfg("train.num_workers=0")["train"]
+    cfg = tiny_cfg("train.num_workers=0").train
     from_start = iter(StyleBatches(train_shards(uneven_shards), cfg, seed=0, rank=0, world_size=1))
     batches = [next(from_start) for _ in range(5)]
     resumed = next(iter(StyleBatches(train_shards(uneven_shards), cfg, seed=0, rank=0, world_size=1,
@@ -155,7 +155,7 @@ def test_group_positives_come_from_the_shard_metadata(tmp_path):
         meta = json.loads(sample["json"])
         truth[label_id(meta["style_id"])] = label_id(meta["group"])
     cfg = tiny_cfg("train.num_workers=0", "train.positives=group", "train.shuffle_buffer=8",
-                   "train.styles_per_batch=4")["train"]
+                   "train.styles_per_batch=4").train
     stream = iter(StyleBatches(urls, cfg, seed=0, rank=0, world_size=1))
     batches = [next(stream) for _ in range(6)]
     for batch in batches:
@@ -189,7 +189,7 @@ def test_group_term_joins_the_loss(tmp_path):
 
 def test_fewer_shards_than_workers_still_feeds_every_worker(tmp_path):
     make_split(tmp_path, "train", n_styles=3, per_style=2, size=32, styles_per_shard=3)  # one shard
-    cfg = tiny_cfg("train.num_workers=2")["train"]
+    cfg = tiny_cfg("train.num_workers=2").train
     stream = batch_iterator(tmp_path, cfg, 0, rank=0, world_size=1)
     labels = [next(stream)["labels"] for _ in range(4)]  # batches from both workers, several epochs
     assert all(len(l) == 9 for l in labels)
@@ -248,7 +248,7 @@ def test_a_shard_that_breaks_during_training_is_named(three_shards):
     with pytest.raises(ShardError, match=message):
         list(raw_samples([str(cut)]))
     with pytest.raises(ShardError) as caught:
-        next(batch_stream([str(cut)], tiny_cfg("train.num_workers=1")["train"], 0, rank=0, world_size=1))
+        next(batch_stream([str(cut)], tiny_cfg("train.num_workers=1").train, 0, rank=0, world_size=1))
     assert error_text(caught.value).startswith(message)
 
 

@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from common.files import write_json
 from common.images import open_image
+from common.schema import Config
 from shards.manifest import CONTENT_SCHEMA, STYLE_SCHEMA, write_manifest
 from world.imaging import to_uint8
 from world.painting import PALETTES, STROKE_WORDS, TECHNIQUES, StyleParams, paint, sample_params
@@ -127,10 +128,10 @@ def normalise_world(world_cfg: dict) -> dict:
     return out
 
 
-def world_dir(cfg: dict) -> Path:
-    """The world directory of a full config (absolute once loaded: common.config resolves
-    relative paths against the config file's folder)."""
-    return Path(cfg["world"]["dir"]).expanduser().resolve()
+def world_dir(cfg: Config) -> Path:
+    """The world directory of a loaded config (absolute: common.config resolves relative paths
+    against the config file's folder)."""
+    return Path(cfg.world.dir).expanduser().resolve()
 
 
 # ---------------------------------------------------------------------------------------------
