@@ -139,7 +139,9 @@ def test_entry_points_refuse_bad_urls_before_any_work(s3, smoke, capsys, monkeyp
     assert f"input not found: {s3}/no-run/checkpoints/last.pt" in capsys.readouterr().err
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setitem(storage._options, "s3", {"skip_instance_cache": True})
-    monkeypatch.setattr(storage, "configure_from", lambda cfg: None)   # keep that option
+    # Keep that option: loading a config would set the options afresh.
+    monkeypatch.setattr(storage, "configure", lambda options: None)
+    monkeypatch.setattr(storage, "configure_from", lambda cfg: None)
     assert train_main(["--shards", shards, "--out", f"{s3}/run-y"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {shards}/config.yaml: the storage cannot be reached") and err.count("\n") == 1
