@@ -13,7 +13,7 @@ import os
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 
 def temporary_path(path: Path) -> Path:
@@ -29,17 +29,24 @@ def publish(tmp: Path, path: Path) -> None:
 
 
 @contextmanager
+def staged_output(tmp: Path, publish_to: Callable[[Path], None]) -> Iterator[BinaryIO]:
+    """A binary handle on the local file ``tmp``, passed to ``publish_to`` only when the block
+    succeeds; ``tmp`` is gone afterwards either way (published, or deleted)."""
+    try:
+        with open(tmp, "wb") as fh:
+            yield fh
+        publish_to(tmp)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
 def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
     """A binary file handle whose content replaces ``path`` only when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            yield fh
-        publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with staged_output(temporary_path(path), lambda tmp: publish(tmp, path)) as fh:
+        yield fh
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
@@ -56,8 +63,14 @@ def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence])
     write_atomic(path, text.getvalue().encode())
 
 
+def json_text(payload: Any) -> str:
+    """The layout of every JSON file a run writes (here or through ``common.storage``):
+    indented, keys sorted."""
+    return json.dumps(payload, indent=2, sort_keys=True)
+
+
 def write_json(path: str | Path, payload: Any) -> None:
-    write_atomic(path, json.dumps(payload, indent=2, sort_keys=True).encode())
+    write_atomic(path, json_text(payload).encode())
 
 
 class LockedError(RuntimeError):

@@ -13,29 +13,28 @@ installed), ``file://``, or ``memory://`` (tests). Connection options come from,
 Credentials belong in 1 or 2: a config is saved with every run, and ``common.config.public``
 drops anything secret-looking from it before it is written anywhere.
 
-Writes are atomic: a local file is filled under a temporary name and renamed
-(``common.files.atomic_output``); an object is uploaded from a local temporary file once the
-block succeeds (one put, or a multipart upload that appears only when complete), so a
-half-written object never exists. A failed storage call is a :class:`StorageError` that names
-the location; :func:`check_readable` and :func:`check_writable` let entry points fail on a
-bad location before any work.
+Writes are atomic (:func:`temporary_file`, then :func:`publish_file`): a local file is filled
+under a temporary name beside it and renamed (``common.files``); an object is uploaded from a
+local temporary file once the block succeeds (one put, or a multipart upload that appears only
+when complete), so a half-written object never exists. A failed storage call is a
+:class:`StorageError` that names the location; :func:`check_readable` and
+:func:`check_writable` let entry points fail on a bad location before any work.
 """
 from __future__ import annotations
 
-import json
-import os
 import posixpath
 import re
 import tempfile
 import uuid
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterable, Iterator
 
 import fsspec
 from fsspec import AbstractFileSystem
 
-from common.files import atomic_output, publish, temporary_path
+from common.files import json_text, publish, staged_output, temporary_path
 
 if TYPE_CHECKING:
     from common.schema import Config
@@ -216,16 +215,11 @@ def read_text(location: str | Path) -> str:
 
 @contextmanager
 def open_output(location: str | Path) -> Iterator[BinaryIO]:
-    """A binary handle whose content replaces ``location`` only when the block succeeds."""
-    if not is_url(location):
-        with atomic_output(location) as handle:
-            yield handle
-        return
-    with tempfile.TemporaryDirectory(prefix="nststyle-put-") as folder:
-        staged = os.path.join(folder, name(location))
-        with open(staged, "wb") as handle:
-            yield handle
-        _put(staged, location)
+    """A binary handle whose content replaces ``location`` only when the block succeeds: a
+    failed block leaves no temporary file and publishes nothing."""
+    with staged_output(temporary_file(location),
+                       partial(publish_file, location=location)) as handle:
+        yield handle
 
 
 def _put(local_file: str | Path, location: str | Path) -> None:
@@ -247,7 +241,7 @@ def write_text(location: str | Path, text: str) -> None:
 
 def write_json(location: str | Path, payload: Any) -> None:
     """As ``common.files.write_json``, to any location."""
-    write_text(location, json.dumps(payload, indent=2, sort_keys=True))
+    write_text(location, json_text(payload))
 
 
 def remove(location: str | Path) -> None:
