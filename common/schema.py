@@ -394,11 +394,12 @@ class Labelled(Section):
     none, or the world's (below)"""
     columns: Optional[Annotated[list[Text], Field(min_length=1)]]
     """label columns to score; null: every column but path and id"""
-    protocols: Annotated[list[Literal["loo", "split", "unseen"]], Field(min_length=1)]
+    protocols: Annotated[list[Literal["loo", "split", "unseen", "seen"]], Field(min_length=1)]
     """loo: each labelled image queries all the others; split: a fixed query/database split
     (labelled/split.csv, reused by reruns); unseen: the images of style groups stage 1 held out
     of training query the whole collection (needs --shards; a trained encoder has seen the
-    others, the no-NST control their labels)"""
+    others, the no-NST control their labels); seen: those others query it (leave-one-out is
+    both together: what a model remembers, and what carries over to images it never saw)"""
     split_file: FilePath
     """split: a given split (CSV id,role with role query|database, e.g. a published one); null:
     drawn with the seed"""

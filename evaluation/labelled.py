@@ -38,6 +38,8 @@ PROTOCOLS = {
     "split": "query/database split: each query image against the database images",
     "unseen": "the images the encoders did not train on (style groups stage 1 held out) "
               "query the whole collection",
+    "seen": "the images the encoders trained on (stage 1's train split) query the whole "
+            "collection",
 }
 ROLES = ("query", "database")
 _LISTED = 5   # bad rows quoted in one error message; the rest are counted

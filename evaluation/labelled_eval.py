@@ -4,7 +4,8 @@ both protocols, the report section and a picture (the metrics: ``evaluation.labe
 The caller (``pipeline/eval.py``) names the table: ``eval.labelled.table``, or the synthetic
 world's. The ``unseen`` protocol queries with the table's images the encoders did not train on
 (given as paths): on a user's own collection the encoders have seen the rest, and the no-NST
-control has learned their labels. Codes come from the
+control has learned their labels; ``seen`` queries with that rest, so that leave-one-out splits
+into what a model remembers and what carries over. Codes come from the
 evaluation's own models (each image embedded once, fused pairs computed from their parts) and
 from ``pipeline/embed.py`` outputs (``--embeddings NAME=DIR``), matched to the table by path.
 """
@@ -73,7 +74,7 @@ def prepare_labelled(cfg: Config, source: TableSource, out: Path,
                      trained: set[str] | None = None) -> LabelledTask:
     """The run's labelled task; the table is read and checked (columns, labels, every file)
     before any embedding work. ``trained``: the resolved paths of the images the encoders
-    trained on, for the ``unseen`` protocol (None: not known, the protocol is skipped)."""
+    trained on, for the ``unseen`` and ``seen`` protocols (None: not known, they are skipped)."""
     lcfg = cfg.eval.labelled
     try:
         table = read_label_table(source.path, source.columns)
@@ -85,20 +86,22 @@ def prepare_labelled(cfg: Config, source: TableSource, out: Path,
             splits[protocol] = None
         elif protocol == "split":
             splits[protocol] = _split(table, lcfg, cfg.seed, out)
-        elif (unseen := _unseen_split(table, trained)) is not None:
-            splits[protocol] = unseen
+        elif (queries := _trained_split(table, trained, protocol == "seen")) is not None:
+            splits[protocol] = queries
     return LabelledTask(table, splits, source.notes)
 
 
-def _unseen_split(table: LabelTable, trained: set[str] | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """(the rows no encoder trained on, every row), or None where that says nothing new: the
-    trained images are not known, or none is in the table (then it is leave-one-out)."""
+def _trained_split(table: LabelTable, trained: set[str] | None,
+                   seen: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """(the rows the encoders trained on if ``seen``, else the others; every row), or None
+    where that says nothing new: the trained images are not known, or none is in the table
+    (then unseen is leave-one-out and seen is empty)."""
     if not trained:
         return None
-    seen = np.array([str(Path(path).resolve()) in trained for path in table.paths])
-    if not seen.any():
+    in_training = np.array([str(Path(path).resolve()) in trained for path in table.paths])
+    if not in_training.any():
         return None
-    return np.flatnonzero(~seen), np.arange(len(table))
+    return np.flatnonzero(in_training == seen), np.arange(len(table))
 
 
 def _opened(paths: Sequence[str]):

@@ -338,7 +338,8 @@ def evaluate_into(args: argparse.Namespace, cfg: Config, shards: str | None, out
 
 def print_labelled_summary(payload: dict) -> None:
     """mAP and P@1 per protocol and label column, with chance."""
-    for protocol, column, entry in [(p, c, e) for p in ("loo", "split", "unseen") if p in payload
+    for protocol, column, entry in [(p, c, e) for p in ("loo", "split", "unseen", "seen")
+                                    if p in payload
                                     for c, e in payload[p].items()]:
         print(f"{'model':<20} {column + ' mAP':>22} {column + ' P@1':>22}  (labelled, {protocol}, "
               f"{entry['queries']} queries)")

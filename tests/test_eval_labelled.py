@@ -134,15 +134,19 @@ def test_artist_retrieval_on_the_real_paintings(tmp_path):
     assert artist["queries"] >= 30 and artist["colour_hist"]["map"] > artist["chance"]["map"]
 
 
-def test_unseen_queries_are_the_images_no_encoder_trained_on(tmp_path):
+def test_unseen_and_seen_queries_split_the_table_by_what_the_encoders_trained_on(tmp_path):
     from common.config import load_config
     from evaluation.labelled_eval import TableSource, prepare_labelled
     table = _table(tmp_path)
-    cfg = load_config(None, ["eval.labelled.protocols=[loo,unseen]"])
+    cfg = load_config(None, ["eval.labelled.protocols=[loo,unseen,seen]"])
     trained = {str((tmp_path / "images" / f"{i}.jpg").resolve()) for i in (0, 3, 4)}
     task = prepare_labelled(cfg, TableSource(table), tmp_path / "eval", trained)
     queries, gallery = task.splits["unseen"]
     assert queries.tolist() == [1, 2, 5, 6, 7, 8, 9] and gallery.tolist() == list(range(10))
+    queries, gallery = task.splits["seen"]
+    assert queries.tolist() == [0, 3, 4] and gallery.tolist() == list(range(10))
     assert task.splits["loo"] is None
-    # nothing trained on (or not known): unseen would repeat leave-one-out, so it is left out
-    assert "unseen" not in prepare_labelled(cfg, TableSource(table), tmp_path / "eval", set()).splits
+    # nothing trained on (or not known): unseen would repeat leave-one-out and seen be empty,
+    # so both are left out
+    splits = prepare_labelled(cfg, TableSource(table), tmp_path / "eval", set()).splits
+    assert "unseen" not in splits and "seen" not in splits
