@@ -4,6 +4,7 @@
                                   [--photos FOLDER] [--config configs/paintings.yaml]
                                   [key=value ...]
 
+(key=value after --seeds: put ``--`` before them, or them before ``--seeds``.)
 Runs the README's "Your own data" commands as a user would, one entry script at a time:
 1. photos: ``--photos``, or the tiny synthetic world's content images (``pipeline/synth.py``
    with ``configs/tiny.yaml``, generated once under ``DIR/world``);
