@@ -313,6 +313,11 @@ class Train(Section):
     """N styles (shard samples) per batch (per rank)"""
     images_per_style: Positive
     """K stylizations per style (+ its style image); fewer: drawn with replacement"""
+    raw_groups_per_batch: NonNegative
+    """nst mode: besides its N styles, each batch draws this many manifest groups of 2+ style
+    images, K raw style images of each (the no-NST control's batch), and adds a term that makes
+    the works of one group (an artist) positives of each other. NST teaches what one painting
+    imposes on any content; this term, what an artist's paintings share as they are. 0: off"""
     lr: PositiveFloat
     """AdamW learning rate"""
     weight_decay: NonNegativeFloat

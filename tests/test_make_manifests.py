@@ -88,3 +88,8 @@ def test_demo_checks_every_variant_can_fill_its_batches_before_any_work(tmp_path
         check_variants(str(config), [], cfg)          # styles_per_batch 10 in the tiny default
     fixed = ["demo.variants.no_nst=[train.mode=no_nst,train.styles_per_batch=4]"]
     check_variants(str(config), fixed, load_config(str(config), fixed))
+    # NST training's raw-group term draws its groups from the same split
+    raw = fixed + ["train.raw_groups_per_batch=5"]
+    with pytest.raises(DemoError, match=r"variant nst: .*only 4 groups .*"
+                                        r"train.raw_groups_per_batch=5: set .* at most 4"):
+        check_variants(str(config), raw, load_config(str(config), raw))

@@ -187,6 +187,41 @@ def test_group_term_joins_the_loss(tmp_path):
         assert weighted_loss(terms, cfg.train).item() == pytest.approx(expected)
 
 
+def test_raw_groups_join_an_nst_batch_and_the_loss(tmp_path):
+    from train.main import loss_terms, weighted_loss
+    from train.loss import multi_positive_infonce
+    from models.encoder import build_encoder
+    make_split(tmp_path, "train", n_styles=12, per_style=2, size=32, styles_per_shard=4,
+               styles_per_group=3)                                     # groups g0..g3
+    urls = train_shards(tmp_path)
+    style_images = {}                                                  # group -> raw JPEG bytes
+    for sample in raw_samples(urls):
+        style_images.setdefault(json.loads(sample["json"])["group"], []).append(sample["style.jpg"])
+    cfg = tiny_cfg("train.num_workers=0", "train.raw_groups_per_batch=2", "train.ss_weight=0.5",
+                   "train.model.vit.enabled=false", "train.model.style_net.enabled=false")
+    stream = iter(StyleBatches(urls, cfg.train, seed=0, rank=0, world_size=1))
+    batches = [next(stream) for _ in range(4)]
+    for batch in batches:
+        assert batch["images"].shape == batch["views"].shape == (9, 3, 32, 32)   # NST part as before
+        assert batch["raw_images"].shape == (4, 3, 32, 32)                      # 2 groups x K = 2
+        groups = batch["raw_groups"].view(2, 2)
+        assert (groups[:, 0] == groups[:, 1]).all() and groups[0, 0] != groups[1, 0]
+        assert set(groups[:, 0].tolist()) <= {label_id(g) for g in style_images}
+    resumed = next(iter(StyleBatches(urls, cfg.train, seed=0, rank=0, world_size=1, start_batch=3)))
+    assert torch.equal(resumed["raw_images"], batches[3]["raw_images"])
+    without = next(iter(StyleBatches(urls, tiny_cfg("train.num_workers=0").train, 0, 0, 1)))
+    assert "raw_images" not in without and torch.equal(without["labels"], batches[0]["labels"])
+    env = type("Env", (), {"device": torch.device("cpu")})()
+    model = build_encoder(cfg).eval()
+    terms = loss_terms(model, batches[0], cfg.train, env)
+    assert set(terms) == {"infonce", "raw_group", "two_view"}
+    alone = multi_positive_infonce(model(batches[0]["raw_images"]), batches[0]["raw_groups"],
+                                   cfg.train.temperature)    # the raw part's codes, by group
+    assert terms["raw_group"].item() == pytest.approx(alone.item(), rel=1e-4)
+    expected = (terms["infonce"] + terms["raw_group"]).item() / 2 + 0.5 * terms["two_view"].item()
+    assert weighted_loss(terms, cfg.train).item() == pytest.approx(expected)
+
+
 def test_fewer_shards_than_workers_still_feeds_every_worker(tmp_path):
     make_split(tmp_path, "train", n_styles=3, per_style=2, size=32, styles_per_shard=3)  # one shard
     cfg = tiny_cfg("train.num_workers=2").train

@@ -25,8 +25,9 @@ run would have drawn (for an unchanged world size and worker count).
 
 ``no_nst`` mode (the ablation): the style images of the train split and their manifest ``group``
 are read once into memory as JPEG bytes (they are few and small: one per style); a batch is N
-distinct manifest groups x K style images of the group (N = ``styles_per_batch``). Groups with a single style have no positive
-and are not drawn.
+distinct manifest groups x K style images of the group (N = ``styles_per_batch``). Groups with a
+single style have no positive and are not drawn. ``nst`` mode with ``raw_groups_per_batch`` = M
+adds such a draw of M groups to every NST batch, as ``raw_images`` and ``raw_groups``.
 """
 from __future__ import annotations
 
@@ -203,32 +204,37 @@ def assemble(draws: list[Draw], size: int, rng: np.random.Generator, two_views: 
     return batch
 
 
-def read_style_groups(urls: list[str]) -> dict[str, list[bytes]]:
-    """no_nst mode: every style image of the split (JPEG bytes), by raw style group."""
+def raw_group_count(train_cfg: Train) -> int:
+    """Manifest groups of raw style images a batch draws: all of a no_nst batch, the
+    ``raw_groups_per_batch`` added to an nst batch."""
+    return train_cfg.styles_per_batch if train_cfg.mode == "no_nst" else train_cfg.raw_groups_per_batch
+
+
+def read_style_groups(urls: list[str], needed_by: str = "train.mode=no_nst") -> dict[str, list[bytes]]:
+    """Every style image of the split (JPEG bytes), by raw style group, for ``needed_by``."""
     groups: dict[str, list[bytes]] = {}
     for sample in raw_samples(urls):
         group = sample_meta(sample).group
         if not group:
             raise ShardError(f"sample {sample['__key__']} in {sample['__url__']} has no group: "
-                             "train.mode=no_nst needs the style manifest's group column")
+                             f"{needed_by} needs the style manifest's group column")
         groups.setdefault(group, []).append(sample[STYLE_MEMBER])
     return groups
 
 
 def batch_shortfall(train_cfg: Train, styles_per_group: dict[str, int]) -> str | None:
     """Why the train split's styles (count per group) cannot fill a batch of ``train_cfg``, or
-    None. The no-NST control draws ``styles_per_batch`` distinct groups of 2+ styles; the other
-    modes stream styles and never run short."""
-    if train_cfg.mode != "no_nst":
-        return None
+    None. The no-NST control draws ``styles_per_batch`` distinct groups of 2+ styles, an nst
+    batch ``raw_groups_per_batch`` of them; NST styles are streamed and never run short."""
+    wanted = raw_group_count(train_cfg)
     usable = sum(count > 1 for count in styles_per_group.values())
-    wanted = train_cfg.styles_per_batch
     if usable >= wanted:
         return None
-    fix = f"set train.styles_per_batch to at most {usable}" if usable >= 2 else \
+    key = "train.styles_per_batch" if train_cfg.mode == "no_nst" else "train.raw_groups_per_batch"
+    fix = f"set {key} to at most {usable}" if usable >= 2 else \
         "put more style images in shared group folders (an artist's works in one folder)"
-    return (f"train.mode=no_nst: only {usable} groups have 2+ style images in the train split, "
-            f"fewer than train.styles_per_batch={wanted}: {fix}")
+    return (f"train.mode={train_cfg.mode}: only {usable} groups have 2+ style images in the train "
+            f"split, fewer than {key}={wanted}: {fix}")
 
 
 def pair_groups(items: list[tuple[str, str]], n: int, rng: np.random.Generator) -> list[int]:
@@ -263,15 +269,19 @@ class StyleBatches(IterableDataset):
         self.mode = train_cfg.mode
         self.two_views = train_cfg.ss_weight > 0
         self.style_groups: dict[str, list[bytes]] = {}
-        if self.mode == "no_nst":
-            groups = read_style_groups(urls)
+        self.raw_groups = raw_group_count(train_cfg)
+        if self.raw_groups:
+            needed_by = ("train.mode=no_nst" if self.mode == "no_nst"
+                         else "train.raw_groups_per_batch")
+            groups = read_style_groups(urls, needed_by)
             self.style_groups = {g: images for g, images in sorted(groups.items()) if len(images) > 1}
             shortfall = batch_shortfall(train_cfg, {g: len(images) for g, images in groups.items()})
             if shortfall:
                 raise ShardError(shortfall)
 
     def _rng(self, batch: int, purpose: int) -> np.random.Generator:
-        # Separate generators for drawing (0) and augmenting (1): one cannot shift the other.
+        # Separate generators for drawing (0) and augmenting (1), and for an nst batch's raw
+        # groups (2: drawing, 3: augmenting): one cannot shift another.
         return np.random.default_rng([self.seed, self.rank, batch, purpose])
 
     def _nst_draws(self, worker: int, workers: int, first: int) -> Iterator[tuple[int, list[Draw]]]:
@@ -309,17 +319,19 @@ class StyleBatches(IterableDataset):
             if local >= first:
                 yield batch, [draw_from_sample(sample, k, rng) for sample in samples]
 
+    def _raw_group_draw(self, rng: np.random.Generator) -> list[Draw]:
+        """``raw_groups`` distinct groups x K of their style images, labelled by group."""
+        k, names = self.cfg.images_per_style, list(self.style_groups)
+        draws = []
+        for g in rng.choice(len(names), size=self.raw_groups, replace=False):
+            images = self.style_groups[names[g]]
+            draws.append(([images[i] for i in _pick(len(images), k, rng)], names[g], names[g]))
+        return draws
+
     def _no_nst_draws(self, worker: int, workers: int, first: int) -> Iterator[tuple[int, list[Draw]]]:
-        n, k = self.cfg.styles_per_batch, self.cfg.images_per_style
-        names = list(self.style_groups)
         for local in itertools.count(first):
             batch = worker + local * workers
-            rng = self._rng(batch, 0)
-            draws = []
-            for g in rng.choice(len(names), size=n, replace=False):
-                images = self.style_groups[names[g]]
-                draws.append(([images[i] for i in _pick(len(images), k, rng)], names[g], names[g]))
-            yield batch, draws
+            yield batch, self._raw_group_draw(self._rng(batch, 0))
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -330,8 +342,13 @@ class StyleBatches(IterableDataset):
         else:
             draws = self._nst_draws if self.cfg.positives == "style" else self._group_draws
         for batch, drawn in draws(worker, workers, first):
-            yield assemble(drawn, self.cfg.image_size, self._rng(batch, 1), self.two_views,
-                           self.cfg.augment)
+            assembled = assemble(drawn, self.cfg.image_size, self._rng(batch, 1), self.two_views,
+                                 self.cfg.augment)
+            if self.mode == "nst" and self.raw_groups:
+                raw = assemble(self._raw_group_draw(self._rng(batch, 2)), self.cfg.image_size,
+                               self._rng(batch, 3), False, self.cfg.augment)
+                assembled.update(raw_images=raw["images"], raw_groups=raw["groups"])
+            yield assembled
 
 
 def batch_iterator(shards_root: str | Path, train_cfg: Train, seed: int, rank: int, world_size: int,

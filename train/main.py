@@ -159,24 +159,27 @@ POSITIVE_TERMS = {"style": {"infonce": "labels"}, "group": {"group_infonce": "gr
 def loss_terms(model: torch.nn.Module, batch: dict, train_cfg: Train, env: Distributed
                ) -> dict[str, torch.Tensor]:
     """The unweighted loss terms of a batch: the multi-positive contrastive terms of
-    ``train.positives`` (``infonce`` over styles, ``group_infonce`` over groups) and, when the
+    ``train.positives`` (``infonce`` over styles, ``group_infonce`` over groups), ``raw_group``
+    over the raw style images of an nst batch's ``raw_groups_per_batch`` groups, and, when the
     batch has second views (the SS term is on), ``two_view``."""
-    images = batch["images"].to(env.device, non_blocking=True)
-    two_views = "views" in batch
-    if two_views:  # one forward pass for both views: DDP expects one forward per backward
-        images = torch.cat([images, batch["views"].to(env.device, non_blocking=True)])
+    # One forward pass for every part: DDP expects one forward per backward.
+    parts = [name for name in ("images", "views", "raw_images") if name in batch]
+    images = torch.cat([batch[name].to(env.device, non_blocking=True) for name in parts])
     with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=env.device.type == "cuda"):
         codes = model(images)
-    codes = codes.float()
+    codes = dict(zip(parts, codes.float().split([len(batch[name]) for name in parts])))
     temperature = train_cfg.temperature
-    view_a, view_b = codes.chunk(2) if two_views else (codes, None)
+    view_a = codes["images"]
     # The no-NST control's labels are its raw groups already: one term.
     positives = train_cfg.positives if train_cfg.mode == "nst" else "style"
     terms = {name: multi_positive_infonce(view_a, batch[key].to(env.device, non_blocking=True),
                                           temperature)
              for name, key in POSITIVE_TERMS[positives].items()}
-    if two_views:
-        terms["two_view"] = two_view_loss(view_a, view_b, temperature)
+    if "views" in codes:
+        terms["two_view"] = two_view_loss(view_a, codes["views"], temperature)
+    if "raw_images" in codes:
+        terms["raw_group"] = multi_positive_infonce(
+            codes["raw_images"], batch["raw_groups"].to(env.device, non_blocking=True), temperature)
     return terms
 
 
@@ -333,7 +336,8 @@ def train_steps(model, optimizer, scheduler, stream, cfg: Config, out: str, logs
             torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
             optimizer.step()
             scheduler.step()
-            images = batch["labels"].shape[0] * (2 if "views" in batch else 1) * env.world_size
+            images = sum(len(batch[name]) for name in ("images", "views", "raw_images")
+                         if name in batch) * env.world_size
             figures["images"] += images
             if loop_start is None:  # time from the end of step 1: worker start-up is not throughput
                 loop_start = time.perf_counter()
