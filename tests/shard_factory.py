@@ -49,7 +49,7 @@ def make_split(root: Path, split: str, n_styles: int, per_style: int, size: int 
                 stats.append(writer.close())
             writer = ShardWriter(split_dir, number // styles_per_shard, split)
         style = _style_image(rng, size)
-        group = f"g{number // styles_per_group}"
+        group = f"g{number // styles_per_group}" if styles_per_group else ""   # 0: no groups
         outputs = []
         for index in range(per_style):
             content = int(rng.integers(n_contents))

@@ -222,6 +222,17 @@ def test_raw_groups_join_an_nst_batch_and_the_loss(tmp_path):
     assert weighted_loss(terms, cfg.train).item() == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("mode, key", [("no_nst", "train.mode=no_nst"),
+                                       ("nst", "train.raw_groups_per_batch")])
+def test_raw_groups_without_a_group_column_name_the_sample_and_the_key(tmp_path, mode, key):
+    make_split(tmp_path, "train", n_styles=4, per_style=2, size=32, styles_per_shard=4,
+               styles_per_group=0)                                     # no sample has a group
+    cfg = tiny_cfg(f"train.mode={mode}", "train.raw_groups_per_batch=2", "train.num_workers=0")
+    with pytest.raises(ShardError, match=rf"sample sst0-0 in .*shard-000000.tar has no group: {key} needs "
+                                         "the style manifest's group column"):
+        StyleBatches(train_shards(tmp_path), cfg.train, 0, 0, 1)
+
+
 def test_fewer_shards_than_workers_still_feeds_every_worker(tmp_path):
     make_split(tmp_path, "train", n_styles=3, per_style=2, size=32, styles_per_shard=3)  # one shard
     cfg = tiny_cfg("train.num_workers=2").train

@@ -204,10 +204,12 @@ def assemble(draws: list[Draw], size: int, rng: np.random.Generator, two_views: 
     return batch
 
 
-def raw_group_count(train_cfg: Train) -> int:
-    """Manifest groups of raw style images a batch draws: all of a no_nst batch, the
-    ``raw_groups_per_batch`` added to an nst batch."""
-    return train_cfg.styles_per_batch if train_cfg.mode == "no_nst" else train_cfg.raw_groups_per_batch
+def raw_group_setting(train_cfg: Train) -> tuple[str, int]:
+    """The key that sets how many manifest groups of raw style images a batch draws, and its
+    value: all of a no_nst batch, the ``raw_groups_per_batch`` added to an nst batch."""
+    if train_cfg.mode == "no_nst":
+        return "train.styles_per_batch", train_cfg.styles_per_batch
+    return "train.raw_groups_per_batch", train_cfg.raw_groups_per_batch
 
 
 def read_style_groups(urls: list[str], needed_by: str = "train.mode=no_nst") -> dict[str, list[bytes]]:
@@ -226,11 +228,10 @@ def batch_shortfall(train_cfg: Train, styles_per_group: dict[str, int]) -> str |
     """Why the train split's styles (count per group) cannot fill a batch of ``train_cfg``, or
     None. The no-NST control draws ``styles_per_batch`` distinct groups of 2+ styles, an nst
     batch ``raw_groups_per_batch`` of them; NST styles are streamed and never run short."""
-    wanted = raw_group_count(train_cfg)
+    key, wanted = raw_group_setting(train_cfg)
     usable = sum(count > 1 for count in styles_per_group.values())
     if usable >= wanted:
         return None
-    key = "train.styles_per_batch" if train_cfg.mode == "no_nst" else "train.raw_groups_per_batch"
     fix = f"set {key} to at most {usable}" if usable >= 2 else \
         "put more style images in shared group folders (an artist's works in one folder)"
     return (f"train.mode={train_cfg.mode}: only {usable} groups have 2+ style images in the train "
@@ -269,11 +270,9 @@ class StyleBatches(IterableDataset):
         self.mode = train_cfg.mode
         self.two_views = train_cfg.ss_weight > 0
         self.style_groups: dict[str, list[bytes]] = {}
-        self.raw_groups = raw_group_count(train_cfg)
+        key, self.raw_groups = raw_group_setting(train_cfg)
         if self.raw_groups:
-            needed_by = ("train.mode=no_nst" if self.mode == "no_nst"
-                         else "train.raw_groups_per_batch")
-            groups = read_style_groups(urls, needed_by)
+            groups = read_style_groups(urls, "train.mode=no_nst" if self.mode == "no_nst" else key)
             self.style_groups = {g: images for g, images in sorted(groups.items()) if len(images) > 1}
             shortfall = batch_shortfall(train_cfg, {g: len(images) for g, images in groups.items()})
             if shortfall:

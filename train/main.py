@@ -156,6 +156,10 @@ POSITIVE_TERMS = {"style": {"infonce": "labels"}, "group": {"group_infonce": "gr
                   "both": {"infonce": "labels", "group_infonce": "groups"}}
 
 
+# The image tensors a batch may carry, in the order one forward pass embeds them.
+IMAGE_PARTS = ("images", "views", "raw_images")
+
+
 def loss_terms(model: torch.nn.Module, batch: dict, train_cfg: Train, env: Distributed
                ) -> dict[str, torch.Tensor]:
     """The unweighted loss terms of a batch: the multi-positive contrastive terms of
@@ -163,7 +167,7 @@ def loss_terms(model: torch.nn.Module, batch: dict, train_cfg: Train, env: Distr
     over the raw style images of an nst batch's ``raw_groups_per_batch`` groups, and, when the
     batch has second views (the SS term is on), ``two_view``."""
     # One forward pass for every part: DDP expects one forward per backward.
-    parts = [name for name in ("images", "views", "raw_images") if name in batch]
+    parts = [name for name in IMAGE_PARTS if name in batch]
     images = torch.cat([batch[name].to(env.device, non_blocking=True) for name in parts])
     with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=env.device.type == "cuda"):
         codes = model(images)
@@ -336,8 +340,7 @@ def train_steps(model, optimizer, scheduler, stream, cfg: Config, out: str, logs
             torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
             optimizer.step()
             scheduler.step()
-            images = sum(len(batch[name]) for name in ("images", "views", "raw_images")
-                         if name in batch) * env.world_size
+            images = sum(len(batch[name]) for name in IMAGE_PARTS if name in batch) * env.world_size
             figures["images"] += images
             if loop_start is None:  # time from the end of step 1: worker start-up is not throughput
                 loop_start = time.perf_counter()
