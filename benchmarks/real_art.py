@@ -15,7 +15,8 @@ Runs the README's "Your own data" commands as a user would, one entry script at 
    finished steps; other photos or paintings need another ``DIR``).
 Then reads every ``DIR/seed-S/eval/report.json`` and prints, per labelled protocol (``loo``,
 ``split``, ``unseen``: those present), mAP, P@1 and hit@10 per seed and pooled, and the
-held-out NST split's style and content mAP per seed. Writes ``DIR/summary.json`` and
+held-out NST split's style and content mAP per seed, with the report's differences (its first
+model minus each other one, 95% intervals). Writes ``DIR/summary.json`` and
 ``DIR/summary.md``. Exits 2 when the art folder is missing.
 """
 import sys
@@ -31,6 +32,7 @@ from typing import Any, Sequence  # noqa: E402
 
 from common.config import REPO_ROOT  # noqa: E402
 from common.files import write_atomic, write_json  # noqa: E402
+from evaluation.bootstrap import interval_text  # noqa: E402
 
 LABEL = "artist"
 PROTOCOLS = ("loo", "split", "unseen", "seen")
@@ -159,11 +161,38 @@ def summarize_held_out(reports: dict[int, dict]) -> dict[str, Any]:
     return {"splits": splits, "models": rows}
 
 
+def collect_differences(entries: dict[int, tuple[str, dict]]) -> dict[str, Any]:
+    """``{seed: (reference, {model: {metric: [difference, low, high]}})}`` (eval's 95% intervals)
+    as ``{"references": {seed: reference}, "models": {model: {metric: {seed: values}}}}``."""
+    rows: dict[str, dict] = {}
+    for seed, (_, by_model) in entries.items():
+        for model, entry in by_model.items():
+            for metric, values in entry.items():
+                rows.setdefault(model, {}).setdefault(metric, {})[seed] = values
+    return {"references": {seed: reference for seed, (reference, _) in entries.items()}, "models": rows}
+
+
+def summarize_differences(reports: dict[int, dict]) -> dict[str, Any]:
+    """Per seed, the report's first model minus each other one, with eval's 95% intervals: on
+    the held-out split (``held_out``) and in each labelled protocol's ``artist`` retrieval."""
+    held, labelled = {}, {p: {} for p in PROTOCOLS}
+    for seed, report in reports.items():
+        differences = report["meta"].get("differences")
+        if differences:
+            held[seed] = (differences["reference"], differences["models"])
+        by_protocol = report["meta"].get("labelled", {}).get("differences", {})
+        for protocol in PROTOCOLS:
+            if by_protocol.get(protocol, {}).get(LABEL):
+                labelled[protocol][seed] = (by_protocol["reference"], by_protocol[protocol][LABEL])
+    return {"held_out": collect_differences(held),
+            "labelled": {p: collect_differences(e) for p, e in labelled.items() if e}}
+
+
 def summarize(reports: dict[int, dict]) -> dict[str, Any]:
     """Everything the tables show, from ``{seed: report.json payload}``."""
     labelled = {p: summarize_protocol(reports, p) for p in PROTOCOLS}
     return {"seeds": sorted(reports), "labelled": {p: v for p, v in labelled.items() if v},
-            "held_out": summarize_held_out(reports)}
+            "held_out": summarize_held_out(reports), "differences": summarize_differences(reports)}
 
 
 def _cell(values: dict, seed: int, digits: int = 1) -> str:
@@ -210,13 +239,42 @@ def held_out_table(held: dict, seeds: Sequence[int]) -> str:
     return "\n".join(lines)
 
 
+def _interval(values: list[float] | None) -> str:
+    return "-" if values is None else interval_text(values)
+
+
+HELD_OUT_METRICS = (("style_map", "style mAP"), ("content_map", "content mAP"))
+LABELLED_METRICS = (("map", "mAP"), ("p@1", "P@1"))
+
+
+def differences_table(where: str, differences: dict, seeds: Sequence[int],
+                      metrics: Sequence[tuple[str, str]]) -> str:
+    """Markdown: the reference minus each model, per seed and metric, with the 95% intervals of
+    eval's paired bootstrap; empty without them."""
+    if not differences["models"]:
+        return ""
+    reference = " / ".join(sorted(set(differences["references"].values())))
+    head = ["model", *[f"{title} s{s}" for _, title in metrics for s in seeds]]
+    lines = [f"### {where}: {reference} minus each model, points [95% interval]", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model, row in differences["models"].items():
+        cells = [_interval(row.get(metric, {}).get(s)) for metric, _ in metrics for s in seeds]
+        lines.append("| " + " | ".join([model, *cells]) + " |")
+    return "\n".join(lines)
+
+
 def render(summary: dict) -> str:
     """All tables as markdown."""
     seeds = summary["seeds"]
     parts = [protocol_table(p, v, seeds) for p, v in summary["labelled"].items()]
     if not parts:
         parts.append("No labelled retrieval in the reports.")
-    return "\n\n".join([*parts, held_out_table(summary["held_out"], seeds)]) + "\n"
+    differences = summary["differences"]
+    parts += [differences_table(f"{p} ({LABEL})", d, seeds, LABELLED_METRICS)
+              for p, d in differences["labelled"].items()]
+    parts += [held_out_table(summary["held_out"], seeds),
+              differences_table("held-out split", differences["held_out"], seeds, HELD_OUT_METRICS)]
+    return "\n\n".join(filter(None, parts)) + "\n"
 
 
 def load_reports(paths: dict[int, Path]) -> dict[int, dict]:

@@ -441,6 +441,10 @@ class Eval(Section):
     """retrieval_grid.png: queries from the held-out split"""
     grid_neighbours: Positive
     """retrieval_grid.png: neighbours shown per query"""
+    bootstrap_resamples: NonNegative = 1000
+    """the report's differences: the first model minus each other one, with 95% intervals from
+    this many paired resamples of the held-out split's style groups and contents, and of
+    labelled retrieval's queries by label (evaluation/bootstrap.py); 0: off"""
     fused: list[Fused]
     """fused codes "A+B": two evaluated models' L2-normalised codes side by side (weights: each
     one's share of the cosine), scored like any model; naming a model not evaluated is an error.

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 import torch
 
 from common.files import write_csv
+from evaluation.bootstrap import interval_text, paired_difference
 from evaluation.metrics import _count_at_least
 
 ID_COLUMN = "id"
@@ -629,6 +630,47 @@ def score_table(codes_by_model: dict[str, np.ndarray], table: LabelTable, protoc
     return results
 
 
+# The metrics whose differences between models get intervals.
+DIFFERENCE_KEYS = ("map", "p@1")
+
+
+def label_differences(results: dict[str, dict[str, LabelledResult]],
+                      columns: dict[str, list[frozenset[str]]], resamples: int,
+                      seed: int) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """{column: {model: {"map" | "p@1": [difference, low, high]}}}: the first model of
+    ``results`` minus each other one, in points, with the 95% interval of a paired bootstrap
+    that resamples the queries by their label (one artist's works query together:
+    evaluation/bootstrap.py). Empty with fewer than two models or ``resamples`` 0."""
+    names = list(results)
+    if len(names) < 2 or not resamples:
+        return {}
+    out: dict[str, dict] = {}
+    for column, labels in columns.items():
+        base = results[names[0]][column]
+        clusters = ["|".join(sorted(labels[index])) for index in base.query.tolist()]
+        out[column] = {}
+        for name in names[1:]:
+            other = results[name][column]
+            if not np.array_equal(other.query, base.query):
+                raise ValueError(f"{name} and {names[0]} were scored on different queries of {column}")
+            out[column][name] = {key: paired_difference(base.values[key], other.values[key], clusters,
+                                                        resamples=resamples, seed=seed).as_list()
+                                 for key in DIFFERENCE_KEYS if base.values[key].size}
+    return out
+
+
+def _difference_table(reference: str, column: str, by_model: dict[str, dict[str, list[float]]]
+                      ) -> list[str]:
+    lines = [f"`{reference}` minus each model, points, and the 95% interval of a paired bootstrap "
+             f"with the queries resampled by {column} (an interval that holds 0: this collection "
+             "does not tell the two apart):", "",
+             f"| model | mAP: {reference} minus model | P@1: {reference} minus model |", "|---|---|---|"]
+    for model, entry in by_model.items():
+        cells = [interval_text(entry[key]) if key in entry else "–" for key in DIFFERENCE_KEYS]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _cell(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.2f}"
 
@@ -665,11 +707,13 @@ def _column_table(results: dict[str, dict[str, LabelledResult]], column: str, at
 
 def markdown_section(results: dict[str, dict[str, LabelledResult]], table: LabelTable, *,
                      protocol: str, heading: str = "Labelled retrieval", at: int = 10,
-                     shown: int = 3, notes: dict[str, str] | None = None) -> list[str]:
+                     shown: int = 3, notes: dict[str, str] | None = None,
+                     differences: dict[str, dict] | None = None) -> list[str]:
     """Report lines: per label column, a table of models (then the *chance* row) by mAP, mAP@k,
-    P@1, recall@``at``, hit@``at`` (in %) and query count, and each model's ``shown`` best and
-    worst labels by mAP; ``notes`` adds a sentence under a column's heading."""
-    notes = notes or {}
+    P@1, recall@``at``, hit@``at`` (in %) and query count, the first model minus the others with
+    intervals (``differences``: ``label_differences``), and each model's ``shown`` best and worst
+    labels by mAP; ``notes`` adds a sentence under a column's heading."""
+    notes, differences = notes or {}, differences or {}
     how = PROTOCOLS[protocol]
     lines = [f"## {heading} ({protocol})", "",
              f"{table.source.name}, {len(table)} images; {how}. Relevant: sharing a label; "
@@ -681,6 +725,9 @@ def markdown_section(results: dict[str, dict[str, LabelledResult]], table: Label
                   f"{len(first.query)} queries ({first.left_out} left out: nothing relevant in "
                   f"their gallery); gallery of up to {int(first.gallery_size.max(initial=0))} images."
                   + (f" {notes[column]}" if column in notes else ""), ""]
-        lines += _column_table(results, column, at) + ["", f"Per {column} (mAP, queries):"]
+        lines += _column_table(results, column, at) + [""]
+        if differences.get(column):
+            lines += _difference_table(next(iter(results)), column, differences[column]) + [""]
+        lines += [f"Per {column} (mAP, queries):"]
         lines += _per_label_lines(results, column, labels, shown) + [""]
     return lines

@@ -22,9 +22,9 @@ from common.images import ImageError, open_image
 from common.schema import Config, Labelled
 from evaluation.embed import EvalError, embed_images
 from evaluation.fusion import FusedSpec, add_fused
-from evaluation.labelled import (LabelTable, LabelTableError, LabelledResult, markdown_section,
-                                 nearest, query_database_split, read_label_table, read_split,
-                                 score_table, write_split)
+from evaluation.labelled import (LabelTable, LabelTableError, LabelledResult, label_differences,
+                                 markdown_section, nearest, query_database_split,
+                                 read_label_table, read_split, score_table, write_split)
 from evaluation.report import plot_retrieval_grid
 from models.embedder import Embedder
 
@@ -163,7 +163,12 @@ def run_labelled(task: LabelledTask, codes: dict[str, np.ndarray], cfg: Config, 
         results = score_table(codes, task.table, protocol, split=split, ks=lcfg.ks,
                               chunk_size=cfg.eval.chunk_size)
         payload[protocol] = _summaries(results)
-        lines += markdown_section(results, task.table, protocol=protocol, notes=task.notes)
+        differences = label_differences(results, task.table.columns, cfg.eval.bootstrap_resamples,
+                                        cfg.seed)
+        if differences:
+            payload.setdefault("differences", {"reference": next(iter(codes))})[protocol] = differences
+        lines += markdown_section(results, task.table, protocol=protocol, notes=task.notes,
+                                  differences=differences)
     if codes:
         model = next(iter(codes))
         _picture(task, model, codes[model], lcfg.picture_queries, out / PICTURE)

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from evaluation.bootstrap import interval_text  # noqa: E402
 from models.baselines import list_baselines  # noqa: E402
 from evaluation.scoring import CHANCE_SUFFIX, CROPS, TEST, metrics_for  # noqa: E402
 from evaluation.tagging_eval import COLUMNS as TAG_COLUMNS, TaggingResult  # noqa: E402
@@ -133,7 +134,32 @@ def markdown_report(results: Results, roles: SplitRoles, meta: dict) -> str:
                 cells = [_cell(splits[crops].get(m.name, float("nan"))) for m in crop_metrics]
                 lines.append("| " + " | ".join([model] + cells) + " |")
         lines.append("")
+    lines += differences_markdown(meta.get("differences"))
     return "\n".join(lines)
+
+
+def _signed(entry: list[float]) -> str:
+    """The difference and its interval, in bold where the interval leaves out 0."""
+    _, low, high = entry
+    return f"**{interval_text(entry)}**" if low > 0 or high < 0 else interval_text(entry)
+
+
+def differences_markdown(differences: dict | None) -> list[str]:
+    """The section on how sure the held-out split's differences are (evaluation/bootstrap.py)."""
+    if not differences or not differences["models"]:
+        return []
+    ref, split = differences["reference"], differences["split"]
+    lines = [f"## Differences on `{split}`, with 95% intervals", "",
+             f"`{ref}` minus each model, in points of mAP, and in brackets the 95% interval of a "
+             "paired bootstrap over the split's style groups and contents "
+             f"({differences['resamples']} resamples; evaluation/bootstrap.py). Style mAP: above 0 favours "
+             f"`{ref}`; content mAP: below 0 favours `{ref}`. In bold: the interval leaves out 0. "
+             "An interval that holds 0: this split does not tell the two models apart.", "",
+             f"| model | style mAP: {ref} minus model | content mAP: {ref} minus model |",
+             "|---|---|---|"]
+    for model, entry in differences["models"].items():
+        lines.append(f"| {model} | {_signed(entry['style_map'])} | {_signed(entry['content_map'])} |")
+    return lines + [""]
 
 
 def tagging_markdown(tagging: TaggingResult) -> list[str]:

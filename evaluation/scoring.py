@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
+from evaluation.bootstrap import paired_difference
 from evaluation.embed import SplitEmbeddings
 from evaluation.metrics import Ranking, rank_queries
 
@@ -90,13 +91,41 @@ def metrics_for(kind: str) -> list[Metric]:
 CHANCE_SUFFIX = "_chance"
 
 
-def score_split(split: SplitEmbeddings, model: str, kind: str, chunk_size: int,
-                device: torch.device) -> dict[str, float]:
-    """Every metric of ``kind`` for one model on one split, each with its chance level
+def score_rankings(rankings: Rankings, kind: str) -> dict[str, float]:
+    """Every metric of ``kind`` on one model's rankings, each with its chance level
     (``<name>_chance``: the same for every model, as it depends on the labels only)."""
-    rankings = Rankings(split, model, chunk_size, device)
     scores = {}
     for metric in metrics_for(kind):
         scores[metric.name] = metric.compute(rankings)
         scores[metric.name + CHANCE_SUFFIX] = metric.chance(rankings)
     return scores
+
+
+def score_split(split: SplitEmbeddings, model: str, kind: str, chunk_size: int,
+                device: torch.device) -> dict[str, float]:
+    """Every metric of ``kind`` for one model on one split (``score_rankings``)."""
+    return score_rankings(Rankings(split, model, chunk_size, device), kind)
+
+
+# The mAP metrics whose differences between models get intervals, and the ranking each reads.
+DIFFERENCE_RANKINGS = {"style_map": "style", "content_map": "content"}
+
+
+def split_differences(rankings: dict[str, Rankings], reference: str, resamples: int, seed: int,
+                      groups: Sequence[str] | None = None) -> dict[str, dict[str, list[float]]]:
+    """``reference`` minus every other model on one test split, per mAP metric: ``[difference,
+    low, high]`` in points, the 95% interval of a paired bootstrap over the split's contents and
+    its style ``groups`` (one per image; default: the styles themselves): sibling styles of one
+    group rise and fall together, so they are drawn together (evaluation/bootstrap.py)."""
+    base = rankings[reference]
+    split = base.split
+    groups = split.style_ids if groups is None else groups
+    out = {}
+    for name, other in rankings.items():
+        if name == reference:
+            continue
+        out[name] = {metric: paired_difference(getattr(base, task).ap, getattr(other, task).ap,
+                                               groups, split.content_ids, resamples,
+                                               seed).as_list()
+                     for metric, task in DIFFERENCE_RANKINGS.items()}
+    return out

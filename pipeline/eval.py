@@ -49,6 +49,7 @@ from common import storage  # noqa: E402
 from common.config import (ConfigError, add_config_args, config_for_shards, load_config,  # noqa: E402
                            save_config)
 from common.schema import Config  # noqa: E402
+from evaluation.bootstrap import interval_text  # noqa: E402
 from evaluation.embed import (EvalError, RecurringImages, SplitEmbeddings,  # noqa: E402
                               check_split, content_manifest_path, embed_split, load_split_images)
 from evaluation.fusion import FusedSpec, fuse_split, parse_fused  # noqa: E402
@@ -61,7 +62,8 @@ from evaluation.report import (HTML_NAME, Results, markdown_report,  # noqa: E40
                                plot_retrieval_grid, plot_style_vs_content, plot_tagging,
                                tagging_markdown, train_average, with_chance_row, write_html_report,
                                write_json)
-from evaluation.scoring import CROPS, METRICS, TEST, score_split  # noqa: E402
+from evaluation.scoring import (CROPS, METRICS, TEST, Rankings, score_rankings,  # noqa: E402
+                                split_differences)
 from evaluation.tagging_eval import (COLUMNS as TAG_COLUMNS, TaggingResult,  # noqa: E402
                                      TaggingTask, prepare_tagging, run_tagging)
 from models.baselines import conditioning_baselines  # noqa: E402
@@ -195,6 +197,13 @@ def run_config(args: argparse.Namespace) -> dict:
     return cfg
 
 
+def style_groups(split_dir: str, style_ids: np.ndarray) -> list[str]:
+    """Each image's style group, from the split's index (a style without one is its own)."""
+    index = read_index(split_dir)
+    group_of = dict(zip(index.column("style_id").to_pylist(), index.column("group").to_pylist()))
+    return [group_of.get(style) or f"style:{style}" for style in style_ids.tolist()]
+
+
 def evaluate_splits(args: argparse.Namespace, cfg: Config, shards: str, roles: SplitRoles,
                     models: list[Embedder], fused: list[FusedSpec], recurring: RecurringImages,
                     out: Path, meta: dict) -> Results:
@@ -215,9 +224,16 @@ def evaluate_splits(args: argparse.Namespace, cfg: Config, shards: str, roles: S
         fuse_split(split, fused)
         save_embeddings(split, out)
         started = time.time()
+        rankings = {name: Rankings(split, name, cfg.eval.chunk_size, default_device()) for name in names}
         for name in names:
-            results[name][split_name] = score_split(split, name, kind, cfg.eval.chunk_size,
-                                                    default_device())
+            results[name][split_name] = score_rankings(rankings[name], kind)
+        if split_name == grid_split and len(names) > 1 and cfg.eval.bootstrap_resamples:
+            groups = style_groups(storage.join(shards, split_name), split.style_ids)
+            meta["differences"] = {"split": split_name, "reference": names[0],
+                                   "resamples": cfg.eval.bootstrap_resamples,
+                                   "models": split_differences(rankings, names[0],
+                                                               cfg.eval.bootstrap_resamples, cfg.seed,
+                                                               groups)}
         meta["seconds"][split_name] = {"embed": round(split.seconds, 2),
                                        "metrics": round(time.time() - started, 2)}
         print(f"  {split_name}: {len(split.style_ids)} images, embedded in {split.seconds:.1f}s, "
@@ -328,6 +344,7 @@ def evaluate_into(args: argparse.Namespace, cfg: Config, shards: str | None, out
     if shards:
         plot_style_vs_content(results, roles.test_columns(), roles.held_out, out / "style_vs_content.png")
         print_summary(results, roles)
+        print_differences(meta.get("differences"))
     if tagged:
         print_tagging_summary(tagged)
     if labelled:
@@ -362,6 +379,18 @@ def print_summary(results: Results, roles: SplitRoles) -> None:
         values = [train_average(rows, model, roles, name) if split is None
                   else splits.get(split, {}).get(name, float("nan")) for _, name, split in columns]
         print(f"{model:<20} " + " ".join(f"{value:>22.2f}" for value in values))
+
+
+def print_differences(differences: dict | None) -> None:
+    """The reference model minus each other one on the held-out split, with 95% intervals."""
+    if not differences or not differences["models"]:
+        return
+    ref = differences["reference"]
+    print(f"{ref} minus each model on {differences['split']}, points, [95% interval] "
+          "(style: > 0 favours it; content: < 0 favours it)")
+    for model, entry in differences["models"].items():
+        print(f"  {model:<18} " + "   ".join(f"{metric} {interval_text(values)}"
+                                            for metric, values in entry.items()))
 
 
 def print_tagging_summary(tagged: TaggingResult) -> None:

@@ -16,8 +16,10 @@ from PIL import Image
 
 from common.config import load_config
 from conftest import REPO_ROOT, write_images_manifest
+from evaluation.bootstrap import paired_difference
 from evaluation.embed import (EvalError, RecurringImages, SplitEmbeddings, check_split,
                               content_manifest_path, embed_split)
+from evaluation.metrics import rank_queries
 from evaluation.models import build_models
 from evaluation.report import markdown_report, write_json
 from evaluation.scoring import CROPS, TEST, metrics_for, score_split
@@ -27,7 +29,7 @@ from models.encoder import StyleEncoder
 from models.factory import checkpoint_name
 from pipeline.eval import main as eval_main
 from shard_factory import make_split
-from shards.reader import SplitRoles
+from shards.reader import SplitRoles, read_index
 from shards.writer import ShardWriter, write_split_info
 
 N_CONTENTS = 12
@@ -68,7 +70,7 @@ def eval_inputs(tmp_path_factory) -> dict[str, Path]:
     shards = root / "shards"
     for seed, split in enumerate(SPLITS):
         make_split(shards, split, n_styles=6, per_style=5, size=32, methods=(split[5:],),
-                   seed=seed, n_contents=N_CONTENTS, held_out="m2")
+                   seed=seed, n_contents=N_CONTENTS, held_out="m2", styles_per_group=2)
         _set_content_manifest(shards / split, manifest)
     make_split(shards, "crops", n_styles=4, per_style=4, size=32, methods=("crop",), seed=7,
                n_contents=N_CONTENTS)
@@ -119,6 +121,14 @@ def test_eval_writes_report_embeddings_and_pictures(eval_inputs, tmp_path):
     # The report is what its saved embeddings score, to the last digit.
     recomputed = _report_from_saved(out)
     assert recomputed["models"] == report["models"] and recomputed["chance"] == report["chance"]
+    # The held-out split's differences (the first model minus the others), from the same arrays.
+    differences = report["meta"]["differences"]
+    assert (differences["split"], differences["reference"]) == ("test-m2", "run")
+    assert list(differences["models"]) == ["vgg_gram"]
+    assert differences["models"]["vgg_gram"] == _differences_from_saved(
+        out, eval_inputs["shards"], "test-m2", "run", "vgg_gram")
+    assert "## Differences on `test-m2`, with 95% intervals" in markdown
+    assert "| vgg_gram | " in markdown.split("## Differences")[1]
     assert (out / "config.yaml").exists()
     for picture in ("style_vs_content.png", "retrieval_grid.png"):
         with Image.open(out / picture) as img:
@@ -145,6 +155,21 @@ def _report_from_saved(out: Path) -> dict:
             load_config(None, EVAL_OVERRIDES).eval.chunk_size, torch.device("cpu"))
     write_json(results, {}, out / "recomputed.json")
     return json.loads((out / "recomputed.json").read_text())
+
+
+def _differences_from_saved(out: Path, shards: Path, split: str, reference: str, model: str) -> dict:
+    """``reference`` minus ``model`` on one split, ranked afresh from the saved embeddings, the
+    styles drawn by their group (two sibling styles a group here)."""
+    ref, other = (np.load(out / "embeddings" / name / f"{split}.npz") for name in (reference, model))
+    index = read_index(shards / split)
+    group_of = dict(zip(index.column("style_id").to_pylist(), index.column("group").to_pylist()))
+    groups = [group_of[style] for style in ref["style_ids"].tolist()]
+    assert len(set(groups)) == 3 and len(set(ref["style_ids"].tolist())) == 6
+    resamples = load_config(None, EVAL_OVERRIDES).eval.bootstrap_resamples
+    return {metric: paired_difference(rank_queries(ref["images"], ref[ids]).ap,
+                                      rank_queries(other["images"], other[ids]).ap,
+                                      groups, ref["content_ids"], resamples, seed=0).as_list()
+            for metric, ids in (("style_map", "style_ids"), ("content_map", "content_ids"))}
 
 
 def test_eval_rejects_shards_without_test_splits(eval_inputs, tmp_path):

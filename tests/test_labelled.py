@@ -14,9 +14,11 @@ import pytest
 from PIL import Image
 from sklearn.metrics import average_precision_score
 
-from evaluation.labelled import (LabelTableError, chance_levels, markdown_section, nearest,
-                                 query_database_split, read_label_table, read_split,
-                                 retrieval_metrics, score_table, write_split)
+from evaluation.bootstrap import interval_text, paired_difference
+from evaluation.labelled import (LabelTableError, chance_levels, label_differences,
+                                 markdown_section, nearest, query_database_split,
+                                 read_label_table, read_split, retrieval_metrics, score_table,
+                                 write_split)
 from evaluation.metrics import rank_queries
 
 KS = (1, 3, 10, 50)
@@ -395,3 +397,17 @@ def test_score_table_and_markdown_section(tmp_path):
     assert "| good | 100.00 |" in text and "| *chance* |" in text
     assert "### artist" in text and "### genre" in text
     assert "- good: best a 100.00 (3), b 100.00 (3), c 100.00 (3); worst d 100.00 (2)" in text
+    # the first model minus the others, queries resampled by their label set ("x|y" its own)
+    differences = label_differences(loo, table.columns, resamples=200, seed=0)
+    good, noise = loo["good"]["genre"], loo["noise"]["genre"]
+    clusters = [genres[i] for i in good.query.tolist()]
+    for key in ("map", "p@1"):
+        expected = paired_difference(good.values[key], noise.values[key], clusters, resamples=200, seed=0)
+        assert differences["genre"]["noise"][key] == expected.as_list()
+        assert expected.value == pytest.approx(good.summary()[key] - noise.summary()[key])
+    assert label_differences({"good": loo["good"]}, table.columns, 200, 0) == {}
+    assert label_differences(loo, table.columns, 0, 0) == {}
+    text = "\n".join(markdown_section(loo, table, protocol="loo", differences=differences))
+    assert "with the queries resampled by artist" in text and "| model | mAP: good minus model |" in text
+    row = differences["genre"]["noise"]
+    assert f"| noise | {interval_text(row['map'])} | {interval_text(row['p@1'])} |" in text

@@ -48,6 +48,12 @@ def reports() -> dict:
                            "nst": _scores(10.0, 40.0, 70.0), "magenta_style": _scores(18.0, 10.0, 40.0),
                            "no_nst": _scores(22.0, 20.0, 60.0)}}})
     seed1["models"]["nst"] = _held(55.0, 8.0)
+    seed1["meta"]["differences"] = {"split": "test-whitening", "reference": "nst", "resamples": 100,
+                                    "models": {"magenta_style": {"style_map": [5.0, 1.0, 9.5],
+                                                                 "content_map": [-3.0, -6.25, 0.5]}}}
+    seed0["meta"]["labelled"]["differences"] = {
+        "reference": "nst", "loo": {"artist": {"magenta_style": {"map": [12.0, 2.0, 20.0],
+                                                                 "p@1": [10.0, -10.0, 30.0]}}}}
     return {0: seed0, 1: seed1}
 
 
@@ -89,6 +95,16 @@ def test_tables_show_per_seed_pooled_and_held_out(bench, reports):
     assert "| *chance* |" in text and "s0 10 / s1 30 (pooled: 40)" in text
     assert "| nst | 60.0 | 55.0 | 9.00 | 8.00 |" in text
     assert "test-whitening" in text
+    # the report's differences, per seed where a report has them
+    differences = summary["differences"]
+    assert differences["held_out"]["models"]["magenta_style"]["content_map"] == {1: [-3.0, -6.25, 0.5]}
+    assert differences["held_out"]["references"] == {1: "nst"}
+    assert differences["labelled"]["loo"]["models"]["magenta_style"]["p@1"] == {0: [10.0, -10.0, 30.0]}
+    assert set(differences["labelled"]) == {"loo"}
+    assert "### loo (artist): nst minus each model" in text
+    assert "| magenta_style | +12.00 [+2.00, +20.00] | - | +10.00 [-10.00, +30.00] | - |" in text
+    assert "### held-out split: nst minus each model" in text
+    assert "| magenta_style | - | +5.00 [+1.00, +9.50] | - | -3.00 [-6.25, +0.50] |" in text
 
 
 def test_missing_art_folder_exits_2(bench, tmp_path, capsys):
