@@ -138,8 +138,10 @@ def markdown_report(results: Results, roles: SplitRoles, meta: dict) -> str:
     return "\n".join(lines)
 
 
-def _signed(entry: list[float]) -> str:
-    """The difference and its interval, in bold where the interval leaves out 0."""
+def _signed(entry: list[float] | None) -> str:
+    """The difference and its interval, in bold where the interval leaves out 0; "–" for none."""
+    if entry is None:
+        return "–"
     _, low, high = entry
     return f"**{interval_text(entry)}**" if low > 0 or high < 0 else interval_text(entry)
 
@@ -158,7 +160,8 @@ def differences_markdown(differences: dict | None) -> list[str]:
              f"| model | style mAP: {ref} minus model | content mAP: {ref} minus model |",
              "|---|---|---|"]
     for model, entry in differences["models"].items():
-        lines.append(f"| {model} | {_signed(entry['style_map'])} | {_signed(entry['content_map'])} |")
+        cells = [_signed(entry.get(metric)) for metric in ("style_map", "content_map")]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 

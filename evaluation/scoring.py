@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from evaluation.bootstrap import paired_difference
@@ -121,11 +122,15 @@ def split_differences(rankings: dict[str, Rankings], reference: str, resamples: 
     split = base.split
     groups = split.style_ids if groups is None else groups
     out = {}
+    # A metric no query can score (every content in one stylization: nothing relevant) has no
+    # difference to give.
+    tasks = {metric: task for metric, task in DIFFERENCE_RANKINGS.items()
+             if not np.isnan(getattr(base, task).ap).all()}
     for name, other in rankings.items():
         if name == reference:
             continue
         out[name] = {metric: paired_difference(getattr(base, task).ap, getattr(other, task).ap,
                                                groups, split.content_ids, resamples,
                                                seed).as_list()
-                     for metric, task in DIFFERENCE_RANKINGS.items()}
+                     for metric, task in tasks.items()}
     return out

@@ -1,8 +1,12 @@
 """The paired two-way bootstrap of a difference in mAP (evaluation/bootstrap.py)."""
 import numpy as np
 import pytest
+import torch
 
 from evaluation.bootstrap import draw_counts, paired_difference
+from evaluation.embed import SplitEmbeddings
+from evaluation.report import differences_markdown
+from evaluation.scoring import Rankings, split_differences
 
 
 def crossed_split(n_styles: int, n_contents: int, per_style: int, rng: np.random.Generator):
@@ -99,3 +103,20 @@ def test_bad_inputs_are_refused():
         paired_difference(np.full(2, np.nan), np.full(2, np.nan), ["a", "b"], ["x", "y"])
     with pytest.raises(ValueError, match="level"):
         paired_difference(np.zeros(2), np.zeros(2), ["a", "b"], ["x", "y"], level=1.0)
+
+
+def test_a_split_without_repeated_contents_gets_style_differences_only():
+    """Every content in one stylization: no content query has anything relevant, so the
+    report gives the style difference and leaves content empty instead of failing."""
+    rng = np.random.default_rng(4)
+    styles = np.repeat([f"s{i}" for i in range(4)], 3)
+    contents = np.array([f"c{i}" for i in range(12)])
+    codes = {name: rng.normal(size=(12, 8)).astype(np.float32) for name in ("a", "b")}
+    split = SplitEmbeddings("test-x", styles, contents, np.tile(np.arange(3), 4), np.unique(styles),
+                            codes, {name: codes[name][::3] for name in codes})
+    rankings = {name: Rankings(split, name, 64, torch.device("cpu")) for name in codes}
+    differences = split_differences(rankings, "a", resamples=50, seed=0)
+    assert list(differences) == ["b"] and list(differences["b"]) == ["style_map"]
+    text = differences_markdown({"split": "test-x", "reference": "a", "resamples": 50,
+                                 "models": differences})
+    assert "| b | " in text[-2] and text[-2].endswith(" | – |")
