@@ -34,11 +34,16 @@ class Difference:
 
     @property
     def settled(self) -> bool:
-        """The interval leaves out zero: the split tells which model is ahead."""
-        return self.low > 0 or self.high < 0
+        return settled((self.value, self.low, self.high))
 
     def as_list(self) -> list[float]:
         return [round(self.value, 2), round(self.low, 2), round(self.high, 2)]
+
+
+def settled(entry: Sequence[float]) -> bool:
+    """``[difference, low, high]``: the interval leaves out zero, so the split tells which model
+    is ahead."""
+    return entry[1] > 0 or entry[2] < 0
 
 
 def interval_text(entry: Sequence[float]) -> str:

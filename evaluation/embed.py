@@ -46,6 +46,9 @@ class SplitEmbeddings:
     references: dict[str, np.ndarray]
     content_gallery_ids: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
     contents: dict[str, np.ndarray] = field(default_factory=dict)
+    # Each image's style group, as stage 1 recorded it (a style without one: its own); empty
+    # where not known (codes read back from embeddings/): then each style is its own group.
+    groups: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
     seconds: float = 0.0
 
     def arrays(self, model: str) -> dict[str, np.ndarray]:
@@ -85,6 +88,7 @@ class _SampleCollector:
         self.style_ids: list[str] = []
         self.content_ids: list[str] = []
         self.indices: list[int] = []
+        self.style_groups: list[str] = []
         self.reference_ids: list[str] = []
         self.references: list[Image.Image] = []
 
@@ -94,6 +98,7 @@ class _SampleCollector:
             self.references.append(group.style)
             for item, image in zip(group.items, group.images):
                 self.style_ids.append(group.style_id)
+                self.style_groups.append(group.group or f"style:{group.style_id}")
                 self.content_ids.append(item.content_id)
                 self.indices.append(item.index)
                 yield image
@@ -191,7 +196,8 @@ def embed_split(split_dir: str | Path, models: Sequence[Embedder], batch_size: i
     result = SplitEmbeddings(
         split=storage.name(split_dir), style_ids=np.array(collector.style_ids),
         content_ids=np.array(collector.content_ids), indices=np.array(collector.indices),
-        reference_ids=np.array(collector.reference_ids), images=images, references=references)
+        reference_ids=np.array(collector.reference_ids), images=images, references=references,
+        groups=np.array(collector.style_groups))
     if with_contents:
         gallery_ids = sorted(set(collector.content_ids))
         manifest = content_manifest_path(split_dir)

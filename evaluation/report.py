@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from evaluation.bootstrap import interval_text  # noqa: E402
+from evaluation.bootstrap import interval_text, settled  # noqa: E402
 from models.baselines import list_baselines  # noqa: E402
 from evaluation.scoring import CHANCE_SUFFIX, CROPS, TEST, metrics_for  # noqa: E402
 from evaluation.tagging_eval import COLUMNS as TAG_COLUMNS, TaggingResult  # noqa: E402
@@ -142,8 +142,7 @@ def _signed(entry: list[float] | None) -> str:
     """The difference and its interval, in bold where the interval leaves out 0; "–" for none."""
     if entry is None:
         return "–"
-    _, low, high = entry
-    return f"**{interval_text(entry)}**" if low > 0 or high < 0 else interval_text(entry)
+    return f"**{interval_text(entry)}**" if settled(entry) else interval_text(entry)
 
 
 def differences_markdown(differences: dict | None) -> list[str]:

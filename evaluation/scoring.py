@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -112,15 +112,15 @@ def score_split(split: SplitEmbeddings, model: str, kind: str, chunk_size: int,
 DIFFERENCE_RANKINGS = {"style_map": "style", "content_map": "content"}
 
 
-def split_differences(rankings: dict[str, Rankings], reference: str, resamples: int, seed: int,
-                      groups: Sequence[str] | None = None) -> dict[str, dict[str, list[float]]]:
+def split_differences(rankings: dict[str, Rankings], reference: str, resamples: int,
+                      seed: int) -> dict[str, dict[str, list[float]]]:
     """``reference`` minus every other model on one test split, per mAP metric: ``[difference,
     low, high]`` in points, the 95% interval of a paired bootstrap over the split's contents and
-    its style ``groups`` (one per image; default: the styles themselves): sibling styles of one
-    group rise and fall together, so they are drawn together (evaluation/bootstrap.py)."""
+    its style groups (``SplitEmbeddings.groups``; without them, the styles): sibling styles of
+    one group rise and fall together, so they are drawn together (evaluation/bootstrap.py)."""
     base = rankings[reference]
     split = base.split
-    groups = split.style_ids if groups is None else groups
+    groups = split.groups if len(split.groups) else split.style_ids
     out = {}
     # A metric no query can score (every content in one stylization: nothing relevant) has no
     # difference to give.

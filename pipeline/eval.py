@@ -197,13 +197,6 @@ def run_config(args: argparse.Namespace) -> dict:
     return cfg
 
 
-def style_groups(split_dir: str, style_ids: np.ndarray) -> list[str]:
-    """Each image's style group, from the split's index (a style without one is its own)."""
-    index = read_index(split_dir)
-    group_of = dict(zip(index.column("style_id").to_pylist(), index.column("group").to_pylist()))
-    return [group_of.get(style) or f"style:{style}" for style in style_ids.tolist()]
-
-
 def evaluate_splits(args: argparse.Namespace, cfg: Config, shards: str, roles: SplitRoles,
                     models: list[Embedder], fused: list[FusedSpec], recurring: RecurringImages,
                     out: Path, meta: dict) -> Results:
@@ -228,12 +221,10 @@ def evaluate_splits(args: argparse.Namespace, cfg: Config, shards: str, roles: S
         for name in names:
             results[name][split_name] = score_rankings(rankings[name], kind)
         if split_name == grid_split and len(names) > 1 and cfg.eval.bootstrap_resamples:
-            groups = style_groups(storage.join(shards, split_name), split.style_ids)
             meta["differences"] = {"split": split_name, "reference": names[0],
                                    "resamples": cfg.eval.bootstrap_resamples,
                                    "models": split_differences(rankings, names[0],
-                                                               cfg.eval.bootstrap_resamples, cfg.seed,
-                                                               groups)}
+                                                               cfg.eval.bootstrap_resamples, cfg.seed)}
         meta["seconds"][split_name] = {"embed": round(split.seconds, 2),
                                        "metrics": round(time.time() - started, 2)}
         print(f"  {split_name}: {len(split.style_ids)} images, embedded in {split.seconds:.1f}s, "
