@@ -88,14 +88,18 @@ def _api(url: str, path: str) -> dict:
 
 
 def _grid(driver, model: str) -> list[str]:
-    figures = driver.find_elements("css selector", f'#results section[data-model="{model}"] figure')
-    return [f.get_attribute("data-id") for f in figures]
+    # read in one script, so a grid the page replaces mid-read never yields a stale element
+    return driver.execute_script(
+        "return [...document.querySelectorAll(`#results section[data-model='${arguments[0]}'] figure`)]"
+        ".map((f) => f.dataset.id);", model)
 
 
 def _wait(driver, condition, what: str, seconds: float = 30):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
-    try:
-        return WebDriverWait(driver, seconds).until(lambda d: condition(d))
+    try:   # the page re-renders while it is polled: a stale element means "not yet", so poll on
+        return WebDriverWait(driver, seconds, ignored_exceptions=(StaleElementReferenceException,)
+                             ).until(lambda d: condition(d))
     except Exception as exc:   # a timeout: say what was awaited and what the page shows
         raise AssertionError(f"{what}; page says: {d_text(driver)}") from exc
 
