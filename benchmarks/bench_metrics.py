@@ -6,12 +6,12 @@ in the manner of scikit-learn's ``average_precision_score``.
 
 Labels come in groups of ``--group`` consecutive images (10: nine relevant items per query).
 Each size runs in its own process, which times rank_queries, then the bare product (``chunk @
-gallery.T`` for the same chunks, same dtype, into one reused buffer, nothing else), then both
-again: the best of two of
-each gives their times and the ratio, measured side by side so that other work on the machine
-weighs on both alike. Peak memory added is ru_maxrss after the first rank_queries minus the
-memory held before it (Python, torch with its BLAS set up, and the embeddings); one chunk's
-scores are shown beside it, the floor of any chunked method.
+gallery.T`` for the same chunks, in float64 as rank_queries computes it, into one reused buffer,
+nothing else), then both again: the best of two of each gives their times and the ratio,
+measured side by side so that other work on the machine weighs on both alike. Peak memory
+added is ru_maxrss after the first rank_queries minus the memory held before it (Python, torch
+with its BLAS set up, and the embeddings); one chunk's scores are shown beside it, the floor of
+any chunked method.
 
 The per-query loop runs (in its own process, one thread) only at sizes up to ``--loop-max``: it
 is timed on a subset of queries and extrapolated to all of them (its cost is the same for every
@@ -69,8 +69,8 @@ def bare_product(embeddings: np.ndarray, chunk_size: int) -> None:
     into one reused buffer, as rank_queries does: a fresh result per chunk is above malloc's
     mmap threshold at 100k, so each would fault its pages in again (about a quarter more time)."""
     import torch
-    gallery = torch.as_tensor(embeddings)
-    buffer = torch.empty(min(chunk_size, len(gallery)), len(gallery))
+    gallery = torch.as_tensor(embeddings, dtype=torch.float64)   # rank_queries scores in float64
+    buffer = torch.empty(min(chunk_size, len(gallery)), len(gallery), dtype=torch.float64)
     for start in range(0, len(gallery), chunk_size):
         chunk = gallery[start:start + chunk_size]
         torch.mm(chunk, gallery.T, out=buffer[: len(chunk)])
@@ -134,7 +134,7 @@ def child(args: argparse.Namespace) -> None:
 
 def report(args: argparse.Namespace, n: int) -> None:
     chunked = run_child(args, "chunked", n)
-    block_mb = args.chunk_size * n * 4 / 2**20
+    block_mb = args.chunk_size * n * 8 / 2**20
     line = (f"{n:>8} {chunked['product_s']:>10.2f} {chunked['rank_s']:>10.2f} "
             f"{chunked['rank_s'] / chunked['product_s']:>6.2f}x {chunked['peak_mb']:>8.0f} "
             f"{block_mb:>8.0f} {chunked['map']:>7.3f} {chunked['recall1']:>6.2f}")

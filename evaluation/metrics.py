@@ -220,7 +220,11 @@ def rank_queries(queries: np.ndarray | torch.Tensor, query_labels: Sequence,
     """Rank a gallery for every query; relevant = same label.
 
     Without ``gallery`` the queries are their own gallery (each query excluded from its own).
-    Float64 inputs are scored in float64, everything else in float32.
+    Similarities are computed in float64 whatever the inputs: the codes of some models (VGG
+    Grams) have cosines crowded within a float32 step of each other, and a float32 product
+    rounds them differently with the chunk size and the thread count, which reorders ties and
+    moves the mAP. Float32 codes multiply exactly in float64, so the rankings (and every digit
+    of a report) are the same whichever chunk size, thread count or device.
     """
     same_set = gallery is None
     if same_set:
@@ -232,18 +236,17 @@ def rank_queries(queries: np.ndarray | torch.Tensor, query_labels: Sequence,
     if len(queries) == 0 or len(gallery) == 0:
         raise ValueError("cannot rank an empty query set or gallery")
     device = torch.device(device) if device is not None else default_device()
-    dtype = torch.float64 if torch.as_tensor(queries[:1]).dtype == torch.float64 else torch.float32
     query_codes, gallery_codes, n_labels = _encode_labels(query_labels, gallery_labels)
     n_relevant, order = _queries_by_relevant_count(query_codes, gallery_codes, n_labels, same_set)
     table = torch.from_numpy(_relevant_table(gallery_codes, n_labels)).to(device)
     query_codes_t, order_t = torch.from_numpy(query_codes).to(device), torch.from_numpy(order).to(device)
     n_relevant_t = torch.from_numpy(n_relevant).to(device)
-    gallery_t = torch.as_tensor(gallery).to(device, dtype)
-    queries_t = gallery_t if same_set else torch.as_tensor(queries).to(device, dtype)
+    gallery_t = torch.as_tensor(gallery).to(device, torch.float64)
+    queries_t = gallery_t if same_set else torch.as_tensor(queries).to(device, torch.float64)
     ap = np.full(len(queries), np.nan)
     first_hit = np.zeros(len(queries), dtype=np.int64)
     # One buffer for every chunk's scores: no fresh memory to fault in for each chunk.
-    buffer = torch.empty(min(chunk_size, len(queries)), len(gallery), dtype=dtype, device=device)
+    buffer = torch.empty(min(chunk_size, len(queries)), len(gallery), dtype=torch.float64, device=device)
     for start in range(0, len(queries), chunk_size):
         rows, rows_t = order[start:start + chunk_size], order_t[start:start + chunk_size]
         scores = torch.mm(_take_rows(queries_t, rows), gallery_t.T, out=buffer[: len(rows)])
