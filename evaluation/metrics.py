@@ -224,7 +224,7 @@ def rank_queries(queries: np.ndarray | torch.Tensor, query_labels: Sequence,
     Grams) have cosines crowded within a float32 step of each other, and a float32 product
     rounds them differently with the chunk size and the thread count, which reorders ties and
     moves the mAP. Float32 codes multiply exactly in float64, so the rankings (and every digit
-    of a report) are the same whichever chunk size, thread count or device.
+    a report prints) are the same whichever chunk size, thread count or device.
     """
     same_set = gallery is None
     if same_set:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from crowded_codes import crowded_codes, each_chunk_size_and_thread_count
 from evaluation import metrics
 from evaluation.embed import SplitEmbeddings
 from evaluation.metrics import Ranking, nearest_neighbours, rank_queries
@@ -97,23 +98,16 @@ def test_matches_reference_with_uneven_groups_across_chunks(dtype):
 
 
 def test_crowded_cosines_rank_alike_whatever_the_chunk_and_threads():
-    """Codes whose cosines crowd within a float32 step (VGG Grams: 0.99999 and up) rank the same
-    with any chunk size and thread count, and as the float64 reference does: a float32 product
-    rounded them differently per kernel and moved the report's mAP between two processes."""
+    """Codes whose cosines crowd within a float32 step rank the same with any chunk size and
+    thread count, and as the float64 reference does: a float32 product rounded them
+    differently per kernel and moved the report's mAP between two processes."""
     rng = np.random.default_rng(3)
-    codes = (1.0 + 1e-4 * rng.standard_normal((60, 64))).astype(np.float32)
-    codes /= np.linalg.norm(codes, axis=1, keepdims=True)
-    labels = rng.integers(0, 12, size=60)
+    codes, labels = crowded_codes(rng, 60), rng.integers(0, 12, size=60)
     expected_ap, expected_first = reference_ranking(codes.astype(np.float64), labels)
-    threads = torch.get_num_threads()
-    try:
-        for count, chunk_size in itertools.product((1, 2), (1, 7, 256)):
-            torch.set_num_threads(count)
-            ranking = rank_queries(codes, labels, chunk_size=chunk_size, device="cpu")
-            assert np.nanmax(np.abs(ranking.ap - expected_ap)) < 1e-12, (count, chunk_size)
-            assert (ranking.first_hit == expected_first).all(), (count, chunk_size)
-    finally:
-        torch.set_num_threads(threads)
+    for chunk_size, threads in each_chunk_size_and_thread_count():
+        ranking = rank_queries(codes, labels, chunk_size=chunk_size, device="cpu")
+        assert np.nanmax(np.abs(ranking.ap - expected_ap)) < 1e-12, (chunk_size, threads)
+        assert (ranking.first_hit == expected_first).all(), (chunk_size, threads)
 
 
 def _count_problem(width):

@@ -15,6 +15,7 @@ from PIL import Image
 from sklearn.metrics import average_precision_score
 
 from evaluation.bootstrap import interval_text, paired_difference
+from crowded_codes import crowded_codes, each_chunk_size_and_thread_count
 from evaluation.labelled import (LabelTableError, chance_levels, label_differences,
                                  markdown_section, nearest, query_database_split,
                                  read_label_table, read_split, retrieval_metrics, score_table,
@@ -154,6 +155,17 @@ def test_results_do_not_depend_on_chunking_or_code_dtype():
     assert one.query.tolist() == many.query.tolist()
     for key in one.values:
         np.testing.assert_allclose(one.values[key], many.values[key], atol=1e-12)
+
+
+def test_crowded_cosines_score_alike_whatever_the_chunk_and_threads():
+    """The labelled ranking, like rank_queries, scores in float64: codes with cosines within a
+    float32 step match the float64 reference for every chunk size and thread count."""
+    rng = np.random.default_rng(5)
+    codes, labels = crowded_codes(rng, 40), random_labels(rng, 40)
+    labelled = [i for i in range(40) if labels[i]]
+    for chunk_size, threads in each_chunk_size_and_thread_count():
+        result = retrieval_metrics(codes, labels, ks=KS, chunk_size=chunk_size)
+        assert_matches_reference(result, codes, labels, labelled, list(range(40)))
 
 
 def test_perfect_codes_score_one_and_k_above_the_gallery_is_clamped():
